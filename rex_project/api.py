@@ -1,0 +1,43 @@
+"""The one way every API view reaches data: through the caller's organization."""
+
+from django.db.models import Model, QuerySet
+from django.shortcuts import get_object_or_404
+from rest_framework import permissions
+from rest_framework.exceptions import PermissionDenied
+from rest_framework.views import APIView
+
+from agents.models import Organization
+
+
+def organization_of(user) -> Organization:
+    membership = getattr(user, "membership", None)
+    if membership is None:
+        raise PermissionDenied("Your user belongs to no organization; ask an admin to add you to one.")
+    return membership.organization
+
+
+class HasOrganization(permissions.BasePermission):
+    message = "Your user belongs to no organization; ask an admin to add you to one."
+
+    def has_permission(self, request, view) -> bool:
+        return bool(request.user and request.user.is_authenticated and hasattr(request.user, "membership"))
+
+
+class OrganizationAPIView(APIView):
+    """Base for every REX API view: authenticated, in an organization, and scoped to it.
+
+    Use ``self.scoped(queryset)`` for lists and ``self.get_scoped(queryset, pk=...)`` for one
+    row; another organization's row is a 404, never a 403, so ids do not leak.
+    """
+
+    permission_classes = [permissions.IsAuthenticated, HasOrganization]
+
+    @property
+    def organization(self) -> Organization:
+        return organization_of(self.request.user)
+
+    def scoped(self, queryset: QuerySet) -> QuerySet:
+        return queryset.filter(organization=self.organization)
+
+    def get_scoped(self, queryset: QuerySet, **lookup) -> Model:
+        return get_object_or_404(self.scoped(queryset), **lookup)
