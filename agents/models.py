@@ -3,6 +3,7 @@
 Every row belongs to one organization; every API query is scoped to the caller's.
 """
 
+import functools
 import zoneinfo
 
 from django.conf import settings
@@ -10,13 +11,19 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 from django.db.models import Q
+from django.db.models.functions import Lower
 
 E164 = RegexValidator(r"^\+[1-9]\d{1,14}$", "Use E.164 format, e.g. +14155550100.")
 unit_interval = [MinValueValidator(0.0), MaxValueValidator(1.0)]
 
 
+@functools.cache
+def _timezones() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones())
+
+
 def validate_timezone(value: str) -> None:
-    if value and value not in zoneinfo.available_timezones():
+    if value and value not in _timezones():
         raise ValidationError(f"'{value}' is not an IANA time zone such as 'America/New_York'.")
 
 
@@ -95,7 +102,8 @@ class Lead(models.Model):
     class Meta:
         ordering = ["-created_at", "id"]
         constraints = [
-            models.UniqueConstraint(fields=["organization", "email"], name="lead_unique_email_per_org"),
+            # Case-insensitive, so a row typed into the admin cannot duplicate an imported one.
+            models.UniqueConstraint("organization", Lower("email"), name="lead_unique_email_per_org"),
             models.CheckConstraint(
                 condition=Q(icp_score__isnull=True) | Q(icp_score__gte=0, icp_score__lte=1),
                 name="lead_icp_score_unit_interval",
@@ -194,7 +202,7 @@ class Mission(models.Model):
 
     @property
     def progress(self) -> float:
-        """Share of leads processed, 0–1."""
+        """Share of leads processed, 0 to 1."""
         return round(self.processed / self.total, 4) if self.total else 0.0
 
 

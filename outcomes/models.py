@@ -144,4 +144,4 @@ class OutcomeLabel(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"Outcome #{self.pk} for lead {self.lead_id}: {self.training_label} ×{self.training_weight}"
+        return f"Outcome #{self.pk} for lead {self.lead_id}: {self.training_label} (weight {self.training_weight})"

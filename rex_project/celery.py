@@ -4,6 +4,8 @@ import os
 
 from celery import Celery
 
+from rex_project import broker  # noqa: F401  (registers the embedded broker transport)
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "rex_project.settings")
 
 app = Celery("rex_project")

@@ -28,7 +28,9 @@ def _cache() -> None:
 
 def _broker() -> None:
     options = getattr(settings, "CELERY_BROKER_TRANSPORT_OPTIONS", {})
-    with Connection(settings.CELERY_BROKER_URL, transport_options=options, connect_timeout=BROKER_TIMEOUT_SECONDS) as conn:
+    with Connection(
+        settings.CELERY_BROKER_URL, transport_options=options, connect_timeout=BROKER_TIMEOUT_SECONDS
+    ) as conn:
         conn.ensure_connection(max_retries=1, timeout=BROKER_TIMEOUT_SECONDS)
 
 

@@ -10,11 +10,13 @@ from pathlib import Path
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
+from kombu import Queue
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
-environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+# Variables already in the environment win over the file.
+environ.Env.read_env(env.str("ENV_FILE", default=str(BASE_DIR / ".env")), overwrite=False)
 
 VAR_DIR = Path(env.str("VAR_DIR", default=str(BASE_DIR / "var")))
 VAR_DIR.mkdir(parents=True, exist_ok=True)
@@ -130,6 +132,7 @@ USE_I18N = True
 USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
+STATIC_ROOT.mkdir(exist_ok=True)
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
@@ -176,17 +179,20 @@ SPECTACULAR_SETTINGS = {
 }
 
 # --- Celery ---------------------------------------------------------------------------
-CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://localhost/")
 BROKER_DIR = VAR_DIR / "broker"
 if CELERY_BROKER_URL.startswith("filesystem://"):
-    for sub in ("queue", "control", "processed"):
+    for sub in ("queue", "staging", "control", "processed"):
         (BROKER_DIR / sub).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(BROKER_DIR / "queue"),
         "data_folder_out": str(BROKER_DIR / "queue"),
         "control_folder": str(BROKER_DIR / "control"),
+        "staging_folder": str(BROKER_DIR / "staging"),  # see rex_project/broker.py
         "processed_folder": str(BROKER_DIR / "processed"),
         "store_processed": False,
+        # kombu polls the folder when idle; its 1 s default caps a worker at ~2 tasks/s.
+        "polling_interval": 0.01,
     }
 else:
     # Must exceed the longest task (see time limits below); long waits live in the database.
@@ -215,7 +221,8 @@ CELERY_TASK_ROUTES = {
     "outcomes.tasks.*": {"queue": "webhooks"},
     "training.tasks.*": {"queue": "training"},
 }
-CELERY_WORKER_QUEUES = "default,pipeline,webhooks,training"
+# A worker consumes every queue listed here unless started with -Q (e.g. a training-only node).
+CELERY_TASK_QUEUES = [Queue(name) for name in ("default", "pipeline", "webhooks", "training")]
 CELERY_TASK_SEND_SENT_EVENT = True
 CELERY_WORKER_SEND_TASK_EVENTS = True
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"

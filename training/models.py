@@ -46,6 +46,9 @@ class ModelVersion(models.Model):
         ordering = ["-created_at"]
         constraints = [
             models.UniqueConstraint(fields=["kind", "version"], name="model_version_unique_per_kind"),
+            models.UniqueConstraint(
+                fields=["kind"], condition=Q(ab_role="champion"), name="model_version_one_champion_per_kind"
+            ),
             models.CheckConstraint(
                 condition=Q(traffic_percentage__gte=0, traffic_percentage__lte=100), name="model_version_traffic_0_100"
             ),

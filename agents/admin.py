@@ -1,0 +1,365 @@
+"""Operator admin for organizations, leads, campaigns, missions, agent runs, domains, messages, suppressions."""
+
+from django.contrib import admin
+from django.db import models
+from django.forms.models import BaseInlineFormSet
+from django.urls import reverse
+from django.utils.html import format_html
+
+from rex_project.admin_utils import json_display
+
+from .models import (
+    AgentRun,
+    Campaign,
+    Lead,
+    Membership,
+    Message,
+    Mission,
+    MissionLead,
+    Organization,
+    SendingDomain,
+    Suppression,
+)
+
+AUDIT = ("Audit", {"classes": ("collapse",), "fields": ("created_at", "updated_at")})
+
+
+class LatestRowsFormSet(BaseInlineFormSet):
+    """Only the first ``limit`` rows of the inline's (newest-first) queryset: a mission can have thousands."""
+
+    limit = 50
+
+    def get_queryset(self):
+        if not hasattr(self, "_queryset"):
+            self._queryset = super().get_queryset()[: self.limit]
+        return self._queryset
+
+
+class ReadOnlyTabularInline(admin.TabularInline):
+    """A view-only inline: no add, change or delete; every listed field is read-only."""
+
+    formset = LatestRowsFormSet
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+    def get_readonly_fields(self, request, obj=None):
+        return self.fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+class MembershipInline(admin.TabularInline):
+    model = Membership
+    extra = 0
+    autocomplete_fields = ("user",)
+    readonly_fields = ("created_at",)
+
+
+@admin.register(Organization)
+class OrganizationAdmin(admin.ModelAdmin):
+    list_display = ("name", "created_at")
+    search_fields = ("name",)
+    date_hierarchy = "created_at"
+    readonly_fields = ("created_at",)
+    inlines = (MembershipInline,)
+
+
+@admin.register(Membership)
+class MembershipAdmin(admin.ModelAdmin):
+    list_display = ("user", "organization", "role", "created_at")
+    list_filter = ("role", "organization")
+    list_select_related = ("user", "organization")
+    search_fields = ("user__username", "user__email", "organization__name")
+    autocomplete_fields = ("user", "organization")
+    readonly_fields = ("created_at",)
+
+
+@admin.register(Lead)
+class LeadAdmin(admin.ModelAdmin):
+    list_display = (
+        "email",
+        "full_name",
+        "company",
+        "industry",
+        "state",
+        "icp_score",
+        "reactivation_probability",
+        "last_contacted_at",
+        "organization",
+    )
+    list_filter = ("state", "organization")
+    list_select_related = ("organization",)
+    search_fields = ("email", "first_name", "last_name", "company")
+    date_hierarchy = "created_at"
+    show_full_result_count = False
+    autocomplete_fields = ("organization",)
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
+    readonly_fields = ("enrichment_pretty", "created_at", "updated_at")
+    fieldsets = (
+        (None, {"fields": ("organization", "email", "first_name", "last_name", "title", "phone", "timezone")}),
+        ("Company", {"fields": ("company", "industry", "company_size", "website", "linkedin_url")}),
+        (
+            "Pipeline",
+            {
+                "fields": (
+                    "state",
+                    "icp_score",
+                    "reactivation_probability",
+                    "lost_reason",
+                    "last_engaged_at",
+                    "last_contacted_at",
+                )
+            },
+        ),
+        ("Enrichment", {"fields": ("enrichment_pretty",)}),
+        AUDIT,
+    )
+
+    enrichment_pretty = json_display("enrichment")
+
+    @admin.display(description="name", ordering="last_name")
+    def full_name(self, obj: Lead) -> str:
+        return f"{obj.first_name} {obj.last_name}".strip()
+
+
+@admin.register(Campaign)
+class CampaignAdmin(admin.ModelAdmin):
+    list_display = ("name", "organization", "status", "channels", "stop_company_on_reply", "created_by", "created_at")
+    list_filter = ("status", "stop_company_on_reply", "organization")
+    list_select_related = ("organization", "created_by")
+    search_fields = ("name", "goal")
+    date_hierarchy = "created_at"
+    autocomplete_fields = ("organization", "created_by")
+    readonly_fields = ("created_at", "updated_at")
+
+
+class MissionLeadInline(ReadOnlyTabularInline):
+    model = MissionLead
+    fields = ("lead", "status", "error", "updated_at")
+    ordering = ("-updated_at", "-id")
+    verbose_name_plural = f"mission leads (latest {LatestRowsFormSet.limit})"
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("lead")
+
+
+class AgentRunInline(ReadOnlyTabularInline):
+    model = AgentRun
+    fields = ("agent", "lead", "decision_layer", "decision", "success", "duration_ms", "error", "created_at")
+    ordering = ("-created_at", "-id")
+    verbose_name_plural = f"agent runs (latest {LatestRowsFormSet.limit})"
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("lead")
+
+
+@admin.register(Mission)
+class MissionAdmin(admin.ModelAdmin):
+    list_display = (
+        "id",
+        "type",
+        "status",
+        "priority",
+        "progress_display",
+        "organization",
+        "requested_by",
+        "created_at",
+        "finished_at",
+    )
+    list_filter = ("status", "type", "organization")
+    list_select_related = ("organization", "requested_by")
+    search_fields = ("idempotency_key", "campaign__name", "organization__name", "failure_reason")
+    date_hierarchy = "created_at"
+    autocomplete_fields = ("organization", "campaign", "requested_by")
+    readonly_fields = (
+        "total",
+        "processed",
+        "progress_display",
+        "agent_runs_link",
+        "params_pretty",
+        "created_at",
+        "started_at",
+        "finished_at",
+    )
+    fieldsets = (
+        (None, {"fields": ("organization", "campaign", "type", "priority", "status", "requested_by")}),
+        ("Progress", {"fields": ("total", "processed", "progress_display", "agent_runs_link", "failure_reason")}),
+        ("Parameters", {"fields": ("idempotency_key", "params_pretty")}),
+        ("Timeline", {"fields": ("created_at", "started_at", "finished_at")}),
+    )
+    inlines = (MissionLeadInline, AgentRunInline)
+
+    params_pretty = json_display("params")
+
+    @admin.display(description="progress", ordering="processed")
+    def progress_display(self, obj: Mission) -> str:
+        return f"{obj.processed}/{obj.total} ({obj.progress:.0%})"
+
+    @admin.display(description="all agent runs")
+    def agent_runs_link(self, obj: Mission):
+        if obj.pk is None:
+            return "—"
+        url = reverse("admin:agents_agentrun_changelist")
+        return format_html('<a href="{}?mission__id__exact={}">{} runs</a>', url, obj.pk, obj.agent_runs.count())
+
+
+@admin.register(MissionLead)
+class MissionLeadAdmin(admin.ModelAdmin):
+    list_display = ("id", "mission", "lead", "status", "updated_at")
+    list_filter = ("status",)
+    list_select_related = ("mission", "lead")
+    search_fields = ("lead__email", "lead__company", "error")
+    date_hierarchy = "updated_at"
+    show_full_result_count = False
+    raw_id_fields = ("mission", "lead")
+    readonly_fields = ("updated_at",)
+
+
+@admin.register(AgentRun)
+class AgentRunAdmin(admin.ModelAdmin):
+    """The agents' audit log: view-only."""
+
+    list_display = (
+        "id",
+        "created_at",
+        "agent",
+        "mission",
+        "lead",
+        "decision_layer",
+        "decision",
+        "success",
+        "duration_ms",
+    )
+    list_filter = ("agent", "decision_layer", "success")
+    list_select_related = ("mission", "lead")
+    search_fields = ("decision", "error", "lead__email")
+    date_hierarchy = "created_at"
+    show_full_result_count = False
+    raw_id_fields = ("mission", "lead")
+    fields = (
+        "mission",
+        "lead",
+        "agent",
+        "decision_layer",
+        "decision",
+        "success",
+        "duration_ms",
+        "error",
+        "input_summary_pretty",
+        "output_summary_pretty",
+        "created_at",
+    )
+    readonly_fields = fields
+
+    input_summary_pretty = json_display("input_summary")
+    output_summary_pretty = json_display("output_summary")
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(SendingDomain)
+class SendingDomainAdmin(admin.ModelAdmin):
+    list_display = (
+        "domain",
+        "organization",
+        "reputation_score",
+        "daily_cap",
+        "sent_today",
+        "warmup_stage",
+        "is_paused",
+        "last_checked_at",
+    )
+    list_filter = ("is_paused", "organization")
+    list_select_related = ("organization",)
+    search_fields = ("domain", "pause_reason")
+    date_hierarchy = "created_at"
+    autocomplete_fields = ("organization",)
+    readonly_fields = ("dns_checks_pretty", "last_checked_at", "created_at")
+    fields = (
+        "organization",
+        "domain",
+        "reputation_score",
+        "daily_cap",
+        "warmup_stage",
+        "sent_today",
+        "is_paused",
+        "pause_reason",
+        "dns_checks_pretty",
+        "last_checked_at",
+        "created_at",
+    )
+
+    dns_checks_pretty = json_display("dns_checks", "DNS checks")
+
+
+@admin.register(Message)
+class MessageAdmin(admin.ModelAdmin):
+    list_display = ("to_address", "channel", "step", "status", "provider_message_id", "sending_domain", "sent_at")
+    list_filter = ("status", "channel", "provider", "organization")
+    list_select_related = ("sending_domain",)
+    search_fields = ("to_address", "provider_message_id", "rfc_message_id", "subject")
+    date_hierarchy = "created_at"
+    show_full_result_count = False
+    raw_id_fields = ("mission", "lead")
+    autocomplete_fields = ("organization", "campaign", "sending_domain")
+    readonly_fields = (
+        "provider",
+        "provider_message_id",
+        "rfc_message_id",
+        "sent_at",
+        "custom_args_pretty",
+        "headers_pretty",
+        "provider_request_pretty",
+        "created_at",
+        "updated_at",
+    )
+    fieldsets = (
+        (None, {"fields": ("organization", "mission", "lead", "campaign", "step", "channel", "status")}),
+        ("Content", {"fields": ("subject", "body", "framework", "tone", "variant")}),
+        (
+            "Delivery",
+            {
+                "fields": (
+                    "sending_domain",
+                    "from_address",
+                    "to_address",
+                    "scheduled_for",
+                    "sent_at",
+                    "provider",
+                    "provider_message_id",
+                    "rfc_message_id",
+                    "error",
+                )
+            },
+        ),
+        ("Provider payloads", {"fields": ("custom_args_pretty", "headers_pretty", "provider_request_pretty")}),
+        AUDIT,
+    )
+
+    custom_args_pretty = json_display("custom_args")
+    headers_pretty = json_display("headers")
+    provider_request_pretty = json_display("provider_request")
+
+
+@admin.register(Suppression)
+class SuppressionAdmin(admin.ModelAdmin):
+    list_display = ("value", "kind", "reason", "organization", "note", "created_at")
+    list_filter = ("kind", "reason", "organization")
+    list_select_related = ("organization",)
+    search_fields = ("value", "note")
+    date_hierarchy = "created_at"
+    show_full_result_count = False
+    autocomplete_fields = ("organization",)
+    readonly_fields = ("created_at",)

@@ -1,0 +1,42 @@
+"""Install REX's beat schedule into django-celery-beat (idempotent; operators edit it in the admin).
+
+Every entry says why it runs when it does. Later features add their entries to SCHEDULE.
+"""
+
+import json
+
+from django.core.management.base import BaseCommand
+from django.db import transaction
+from django_celery_beat.models import CrontabSchedule, PeriodicTask
+
+# name: (task, crontab fields, kwargs, why)
+SCHEDULE = {
+    "Clean expired task results": (
+        "celery.backend_cleanup",
+        {"minute": "0", "hour": "4"},
+        {},
+        "Daily 04:00 UTC, a quiet hour: django-celery-results keeps results for a week, then they go.",
+    ),
+}
+
+
+class Command(BaseCommand):
+    help = "Create or update REX's periodic tasks in django-celery-beat."
+
+    @transaction.atomic
+    def handle(self, *args, **options):
+        for name, (task, fields, kwargs, why) in SCHEDULE.items():
+            crontab, _ = CrontabSchedule.objects.get_or_create(
+                minute=fields.get("minute", "*"),
+                hour=fields.get("hour", "*"),
+                day_of_week=fields.get("day_of_week", "*"),
+                day_of_month=fields.get("day_of_month", "*"),
+                month_of_year=fields.get("month_of_year", "*"),
+                timezone="UTC",
+            )
+            _, created = PeriodicTask.objects.update_or_create(
+                name=name,
+                defaults={"task": task, "crontab": crontab, "kwargs": json.dumps(kwargs), "description": why},
+            )
+            if options["verbosity"]:
+                self.stdout.write(f"{'created' if created else 'updated'}: {name} → {task}")

@@ -1,0 +1,55 @@
+"""Shared pieces of the benchmarks: a result row, the table, percentiles, a worker process."""
+
+import contextlib
+import statistics
+from dataclasses import dataclass
+
+from django.conf import settings
+
+from rex_project.worker import start_worker, stop_worker
+
+
+@dataclass
+class Row:
+    figure: str
+    value: float
+    unit: str
+    target: str = ""
+    reference: float | None = None
+    met: bool | None = None  # None: no target
+
+    @property
+    def ratio(self) -> str:
+        return f"{self.value / self.reference:.2f}" if self.reference else ""
+
+
+def percentile(values: list[float], q: float) -> float:
+    return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1] if len(values) > 1 else values[0]
+
+
+def format_table(rows: list[Row]) -> str:
+    header = ("figure", "value", "target", "reference", "ratio", "met")
+    lines = [
+        (
+            r.figure, f"{r.value:,.2f} {r.unit}", r.target,
+            f"{r.reference:,.2f} {r.unit}" if r.reference is not None else "",
+            r.ratio, {True: "yes", False: "NO", None: ""}[r.met],
+        )
+        for r in rows
+    ]  # fmt: skip
+    widths = [max(len(str(c)) for c in col) for col in zip(header, *lines, strict=False)]
+    fmt = " | ".join(f"{{:<{w}}}" for w in widths)
+    sep = "-+-".join("-" * w for w in widths)
+    return "\n".join([fmt.format(*header), sep, *(fmt.format(*line) for line in lines)])
+
+
+@contextlib.contextmanager
+def running_worker(*, concurrency: int = 2, name: str = "bench"):
+    process = start_worker(
+        logfile=settings.VAR_DIR / "log" / f"{name}-worker.log", concurrency=concurrency, loglevel="WARNING",
+        hostname=f"{name}@%h",
+    )  # fmt: skip
+    try:
+        yield process
+    finally:
+        stop_worker(process)

@@ -1,0 +1,58 @@
+import os
+import time
+from urllib.parse import quote
+
+import pytest
+from django.core.cache import cache
+from django.db import connection
+from rest_framework.test import APIClient
+
+from rex_project.celery import app as celery_app
+from rex_project.worker import start_worker, stop_worker
+from tests.factories import MembershipFactory
+
+
+def _database_url(settings_dict: dict) -> str:
+    """The URL of the database the tests run on, for the worker process to use too."""
+    if settings_dict["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{settings_dict['NAME']}"
+    user = quote(settings_dict.get("USER") or "")
+    password = f":{quote(settings_dict['PASSWORD'])}" if settings_dict.get("PASSWORD") else ""
+    auth = f"{user}{password}@" if user else ""
+    host = settings_dict.get("HOST") or "localhost"
+    port = f":{settings_dict['PORT']}" if settings_dict.get("PORT") else ""
+    return f"postgres://{auth}{host}{port}/{settings_dict['NAME']}"
+
+
+@pytest.fixture(scope="session")
+def live_worker(django_db_setup, django_db_blocker, tmp_path_factory):
+    """A real Celery worker process on the configured broker, using the test database."""
+    with django_db_blocker.unblock():
+        database_url = _database_url(connection.settings_dict)
+        celery_app.control.purge()
+    logfile = tmp_path_factory.mktemp("worker") / "worker.log"
+    process = start_worker(logfile=logfile, env={"DATABASE_URL": database_url}, hostname=f"test-{os.getpid()}@%h")
+    time.sleep(0.5)
+    if process.poll() is not None:
+        pytest.fail(f"worker exited at start:\n{logfile.read_text()}")
+    yield process
+    stop_worker(process)
+
+
+@pytest.fixture(autouse=True)
+def _clear_cache():
+    # Throttle counters and cached lookups must not leak between tests.
+    cache.clear()
+    yield
+
+
+@pytest.fixture
+def membership(db):
+    return MembershipFactory()
+
+
+@pytest.fixture
+def api_client(membership):
+    client = APIClient()
+    client.force_authenticate(membership.user)
+    return client

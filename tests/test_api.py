@@ -1,0 +1,77 @@
+import pytest
+from django.contrib.auth import get_user_model
+from rest_framework.test import APIClient
+
+from agents.models import Lead
+from agents.services import operator_create
+from tests.factories import LeadFactory, MembershipFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.mark.parametrize("path", ["/api/me/", "/api/leads/"])
+def test_api_requires_authentication(client, path):
+    response = client.get(path)
+    assert response.status_code == 401
+    assert response.json()["detail"]
+
+
+def test_user_without_organization_is_refused():
+    client = APIClient()
+    client.force_authenticate(get_user_model().objects.create_user("loner"))
+    response = client.get("/api/leads/")
+    assert response.status_code == 403
+    assert "organization" in response.json()["detail"]
+
+
+def test_token_authentication():
+    membership, token = operator_create(organization_name="Acme", email="ops@acme.io")
+    response = APIClient().get("/api/me/", HTTP_AUTHORIZATION=f"Token {token.key}")
+    assert response.status_code == 200
+    assert response.json() == {
+        "user": "ops@acme.io", "organization_id": membership.organization_id, "organization": "Acme", "role": "operator"
+    }  # fmt: skip
+
+
+def test_leads_are_scoped_to_the_callers_organization(api_client, membership):
+    mine = LeadFactory(organization=membership.organization)
+    LeadFactory()  # another organization's
+    response = api_client.get("/api/leads/")
+    assert response.status_code == 200
+    assert [row["email"] for row in response.json()["results"]] == [mine.email]
+
+
+def test_create_lead_normalizes_and_validates(api_client, membership):
+    response = api_client.post(
+        "/api/leads/", {"email": "Maya@Brightlane.IO", "phone": "(415) 555-0131", "timezone": "America/New_York"}
+    )
+    assert response.status_code == 201, response.json()
+    assert response.json()["email"] == "maya@brightlane.io"
+    assert response.json()["phone"] == "+14155550131"
+
+    duplicate = api_client.post("/api/leads/", {"email": "maya@brightlane.io"})
+    assert duplicate.status_code == 400
+    assert "email" in duplicate.json()
+
+
+def test_bad_lead_gets_field_errors_and_writes_nothing(api_client, membership):
+    response = api_client.post("/api/leads/", {"email": "nope", "phone": "12", "timezone": "Nowhere/City"})
+    assert response.status_code == 400
+    assert "email" in response.json()
+    assert Lead.objects.count() == 0
+
+
+def test_throttle_answers_429_after_100_requests_a_minute():
+    membership = MembershipFactory()
+    client = APIClient()
+    client.force_authenticate(membership.user)
+    statuses = [client.get("/api/me/").status_code for _ in range(101)]
+    assert statuses[:100] == [200] * 100
+    assert statuses[100] == 429
+
+
+def test_openapi_schema_and_docs(client):
+    schema = client.get("/api/schema/")
+    assert schema.status_code == 200
+    assert b"/api/leads/" in schema.content
+    assert client.get("/api/docs/").status_code == 200
