@@ -183,6 +183,7 @@ class Mission(models.Model):
     requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     idempotency_key = models.CharField(max_length=255, null=True, blank=True)
     failure_reason = models.TextField(blank=True)
+    report = models.JSONField(default=dict, blank=True, help_text="The analytics agent's funnel and A/B report.")
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -251,6 +252,12 @@ class AgentRun(models.Model):
     agent = models.CharField(max_length=16, choices=Agent.choices)
     decision_layer = models.CharField(max_length=16, choices=Layer.choices, default=Layer.NONE)
     decision = models.CharField(max_length=64, blank=True, help_text="What was decided, e.g. 'disqualify'.")
+    decision_reason = models.CharField(max_length=300, blank=True)
+    decision_ms = models.FloatField(null=True, blank=True, help_text="Latency of the decision engine call.")
+    rule = models.ForeignKey("DecisionRule", null=True, blank=True, on_delete=models.SET_NULL, related_name="runs")
+    llm_cache_hit = models.BooleanField(null=True, blank=True, help_text="LLM layer only: answered from cache.")
+    llm_tokens = models.PositiveIntegerField(default=0)
+    llm_fallback = models.BooleanField(default=False, help_text="LLM layer only: no model, deterministic choice.")
     duration_ms = models.FloatField(default=0.0)
     success = models.BooleanField(default=True)
     error = models.TextField(blank=True)
@@ -263,6 +270,7 @@ class AgentRun(models.Model):
         indexes = [
             models.Index(fields=["mission", "agent"], name="agentrun_mission_agent"),
             models.Index(fields=["agent", "created_at"], name="agentrun_agent_created"),
+            models.Index(fields=["decision_layer", "created_at"], name="agentrun_layer_created"),
         ]
 
     def __str__(self) -> str:
@@ -383,3 +391,74 @@ class Suppression(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind}:{self.value} ({self.reason})"
+
+
+class DecisionRule(models.Model):
+    """An operator-editable business rule: the decision engine's second layer.
+
+    ``condition`` is a rule-engine expression over the stage's facts (never Python eval),
+    e.g. ``icp_score < 0.4`` or ``days_since_contact != null and days_since_contact < 14``.
+    """
+
+    class Stage(models.TextChoices):
+        QUALIFY = "qualify", "Qualify (after ICP scoring)"
+        REACTIVATE = "reactivate", "Reactivate (after reviver scoring)"
+        PERSONALIZE = "personalize", "Personalize (strategy)"
+        DELIVERABILITY = "deliverability", "Deliverability (sending domain)"
+        OUTREACH = "outreach", "Outreach (right before sending)"
+
+    class Action(models.TextChoices):
+        PROCEED = "proceed"
+        SKIP = "skip"
+        DISQUALIFY = "disqualify"
+        DELAY = "delay"
+        ROUTE_CHANNEL = "route_channel", "Route to channel"
+        ROTATE_DOMAIN = "rotate_domain", "Rotate domain"
+        PAUSE = "pause"
+        STOP = "stop"
+        ESCALATE_LLM = "escalate_llm", "Escalate to LLM"
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="decision_rules")
+    name = models.CharField(max_length=200)
+    stage = models.CharField(max_length=16, choices=Stage.choices)
+    condition = models.TextField(help_text="rule-engine expression over the stage's facts.")
+    action = models.CharField(max_length=16, choices=Action.choices)
+    parameters = models.JSONField(default=dict, blank=True, help_text='e.g. {"days": 14} or {"channel": "sms"}.')
+    priority = models.PositiveSmallIntegerField(default=100, help_text="Lower runs first; the first match wins.")
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["stage", "priority", "id"]
+        constraints = [models.UniqueConstraint(fields=["organization", "name"], name="decision_rule_unique_name")]
+        indexes = [models.Index(fields=["organization", "stage", "enabled"], name="decision_rule_lookup")]
+
+    def __str__(self) -> str:
+        return f"[{self.stage}] {self.name}: if {self.condition} then {self.action}"
+
+
+class ICPProfile(models.Model):
+    """What the organization's ideal customer looks like, and how much each part weighs."""
+
+    class Source(models.TextChoices):
+        MANUAL = "manual"
+        DERIVED = "derived", "Derived from won deals and positive outcomes"
+
+    organization = models.OneToOneField(Organization, on_delete=models.CASCADE, related_name="icp_profile")
+    # Weights of the four parts of the score; normalised when scoring, so they need not sum to 1.
+    weights = models.JSONField(
+        default=dict, blank=True, help_text='{"industry": 0.35, "seniority": 0.3, "company_size": 0.2, "geography": 0.15}'
+    )
+    target_industries = models.JSONField(default=list, blank=True)
+    target_seniorities = models.JSONField(default=list, blank=True, help_text='e.g. ["c_level", "vp", "director"]')
+    company_size_min = models.PositiveIntegerField(null=True, blank=True)
+    company_size_max = models.PositiveIntegerField(null=True, blank=True)
+    target_regions = models.JSONField(default=list, blank=True, help_text='Time zone areas, e.g. ["America", "Europe"]')
+    qualify_threshold = models.FloatField(default=0.4, validators=unit_interval)
+    source = models.CharField(max_length=8, choices=Source.choices, default=Source.MANUAL)
+    sample_size = models.PositiveIntegerField(default=0, help_text="Outcomes the derived profile was built from.")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"ICP of {self.organization}"
