@@ -363,3 +363,7 @@ class SuppressionAdmin(admin.ModelAdmin):
     show_full_result_count = False
     autocomplete_fields = ("organization",)
     readonly_fields = ("created_at",)
+
+# Admin pages that live beside the code they manage.
+from agents.decisions import admin as _decisions_admin  # noqa: E402,F401
+from agents.pipeline import admin as _pipeline_admin  # noqa: E402,F401

@@ -327,6 +327,7 @@ class Message(models.Model):
     framework = models.CharField(max_length=8, blank=True)
     tone = models.CharField(max_length=32, blank=True)
     variant = models.CharField(max_length=32, blank=True)
+    agent_decisions = models.JSONField(default=dict, blank=True, help_text="Per agent: what it chose and why.")
     sending_domain = models.ForeignKey(
         SendingDomain, null=True, blank=True, on_delete=models.SET_NULL, related_name="messages"
     )

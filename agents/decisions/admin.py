@@ -1,0 +1,1 @@
+# DecisionRule admin (written with the decision engine).

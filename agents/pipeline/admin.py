@@ -1,0 +1,1 @@
+# ICPProfile admin (written with the ICP agent).
