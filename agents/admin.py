@@ -6,6 +6,7 @@ from django.forms.models import BaseInlineFormSet
 from django.urls import reverse
 from django.utils.html import format_html
 
+from agents.missions import mission_cancel, mission_create, mission_retry_failed_leads
 from rex_project.admin_utils import json_display
 
 from .models import (
@@ -102,7 +103,12 @@ class LeadAdmin(admin.ModelAdmin):
     show_full_result_count = False
     autocomplete_fields = ("organization",)
     formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
-    readonly_fields = ("enrichment_pretty", "created_at", "updated_at")
+    # The lifecycle state and scores are the agents' to change, not an edit form's.
+    readonly_fields = (
+        "state", "icp_score", "reactivation_probability", "last_contacted_at",
+        "enrichment_pretty", "created_at", "updated_at",
+    )  # fmt: skip
+    actions = ("launch_reactivation",)
     fieldsets = (
         (None, {"fields": ("organization", "email", "first_name", "last_name", "title", "phone", "timezone")}),
         ("Company", {"fields": ("company", "industry", "company_size", "website", "linkedin_url")}),
@@ -122,6 +128,18 @@ class LeadAdmin(admin.ModelAdmin):
         ("Enrichment", {"fields": ("enrichment_pretty",)}),
         AUDIT,
     )
+
+    @admin.action(description="Launch a reactivation mission for the selected leads")
+    def launch_reactivation(self, request, queryset):
+        by_org: dict[int, list[int]] = {}
+        for lead_id, org_id in queryset.values_list("pk", "organization_id"):
+            by_org.setdefault(org_id, []).append(lead_id)
+        for org_id, lead_ids in by_org.items():
+            mission, _ = mission_create(
+                organization=Organization.objects.get(pk=org_id), type=Mission.Type.LEAD_REACTIVATION,
+                lead_ids=lead_ids, requested_by=request.user,
+            )  # fmt: skip
+            self.message_user(request, f"Mission #{mission.pk} launched for {len(lead_ids)} lead(s).")
 
     enrichment_pretty = json_display("enrichment")
 
@@ -185,6 +203,9 @@ class MissionAdmin(admin.ModelAdmin):
         "progress_display",
         "agent_runs_link",
         "params_pretty",
+        "report_pretty",
+        "status",
+        "failure_reason",
         "created_at",
         "started_at",
         "finished_at",
@@ -192,12 +213,31 @@ class MissionAdmin(admin.ModelAdmin):
     fieldsets = (
         (None, {"fields": ("organization", "campaign", "type", "priority", "status", "requested_by")}),
         ("Progress", {"fields": ("total", "processed", "progress_display", "agent_runs_link", "failure_reason")}),
+        ("Report", {"fields": ("report_pretty",)}),
         ("Parameters", {"fields": ("idempotency_key", "params_pretty")}),
         ("Timeline", {"fields": ("created_at", "started_at", "finished_at")}),
     )
     inlines = (MissionLeadInline, AgentRunInline)
 
     params_pretty = json_display("params")
+    report_pretty = json_display("report")
+    actions = ("cancel_missions", "retry_failed_leads")
+
+    def has_add_permission(self, request) -> bool:
+        return False  # missions start from the API or the lead list's "launch" action
+
+    @admin.action(description="Cancel selected missions")
+    def cancel_missions(self, request, queryset):
+        cancelled = 0
+        for mission in queryset.filter(status__in=[Mission.Status.QUEUED, Mission.Status.RUNNING]):
+            mission_cancel(mission=mission)
+            cancelled += 1
+        self.message_user(request, f"Cancelled {cancelled} mission(s).")
+
+    @admin.action(description="Retry failed leads (as a new mission)")
+    def retry_failed_leads(self, request, queryset):
+        retried = sum(mission_retry_failed_leads(mission=mission) for mission in queryset)
+        self.message_user(request, f"Retrying {retried} failed lead(s) in new missions.")
 
     @admin.display(description="progress", ordering="processed")
     def progress_display(self, obj: Mission) -> str:
@@ -363,6 +403,7 @@ class SuppressionAdmin(admin.ModelAdmin):
     show_full_result_count = False
     autocomplete_fields = ("organization",)
     readonly_fields = ("created_at",)
+
 
 # Admin pages that live beside the code they manage.
 from agents.decisions import admin as _decisions_admin  # noqa: E402,F401

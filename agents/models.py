@@ -139,6 +139,7 @@ class Campaign(models.Model):
     name = models.CharField(max_length=200)
     goal = models.TextField(blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
+    leads = models.ManyToManyField("Lead", related_name="campaigns", blank=True)
     channels = models.JSONField(default=list, blank=True, help_text='Channels in order, e.g. ["email", "sms"].')
     send_window_start = models.TimeField(null=True, blank=True, help_text="Lead-local start; default 08:00.")
     send_window_end = models.TimeField(null=True, blank=True, help_text="Lead-local end; default 18:00.")
@@ -449,7 +450,9 @@ class ICPProfile(models.Model):
     organization = models.OneToOneField(Organization, on_delete=models.CASCADE, related_name="icp_profile")
     # Weights of the four parts of the score; normalised when scoring, so they need not sum to 1.
     weights = models.JSONField(
-        default=dict, blank=True, help_text='{"industry": 0.35, "seniority": 0.3, "company_size": 0.2, "geography": 0.15}'
+        default=dict,
+        blank=True,
+        help_text='{"industry": 0.35, "seniority": 0.3, "company_size": 0.2, "geography": 0.15}',
     )
     target_industries = models.JSONField(default=list, blank=True)
     target_seniorities = models.JSONField(default=list, blank=True, help_text='e.g. ["c_level", "vp", "director"]')

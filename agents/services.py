@@ -1,5 +1,7 @@
 """Writes for organizations, operators and leads. Plain functions, keyword-only, atomic."""
 
+import csv
+import io
 from dataclasses import dataclass, field
 
 import phonenumbers
@@ -9,7 +11,7 @@ from django.db import transaction
 from email_validator import EmailNotValidError, validate_email
 from rest_framework.authtoken.models import Token
 
-from agents.models import Lead, Membership, Organization
+from agents.models import Campaign, Lead, Membership, Organization
 
 LEAD_FIELDS = (
     "first_name", "last_name", "email", "phone", "title", "company", "industry",
@@ -23,7 +25,7 @@ def operator_create(
 ) -> tuple[Membership, Token]:
     """Create (or reuse) the organization and the user in it; return the membership and API token."""
     email = normalize_email(email)
-    organization, _ = Organization.objects.get_or_create(name=organization_name.strip())
+    organization = organization_get_or_create(name=organization_name)
     user_model = get_user_model()
     user, created = user_model.objects.get_or_create(username=email, defaults={"email": email})
     if staff and not user.is_staff:
@@ -40,6 +42,16 @@ def operator_create(
         raise ValidationError({"email": f"{email} already belongs to organization '{membership.organization}'."})
     token, _ = Token.objects.get_or_create(user=user)
     return membership, token
+
+
+def organization_get_or_create(*, name: str) -> Organization:
+    """An organization starts with the default decision rules and an ICP profile."""
+    from agents.decisions.rules import rules_install_defaults
+
+    organization, created = Organization.objects.get_or_create(name=name.strip())
+    if created:
+        rules_install_defaults(organization=organization)
+    return organization
 
 
 def normalize_email(value: str) -> str:
@@ -108,3 +120,41 @@ def leads_import(*, organization: Organization, rows: list[dict]) -> ImportResul
         result.created.append(lead)
     Lead.objects.bulk_create(result.created, batch_size=1000)
     return result
+
+
+@transaction.atomic
+def lead_update(*, lead: Lead, **data) -> Lead:
+    merged = {name: getattr(lead, name) for name in LEAD_FIELDS} | data
+    updated = _lead_build(organization=lead.organization, data=merged)
+    clash = Lead.objects.filter(organization=lead.organization, email=updated.email).exclude(pk=lead.pk)
+    if clash.exists():
+        raise ValidationError({"email": f"A lead with {updated.email} already exists."})
+    for name in LEAD_FIELDS:
+        setattr(lead, name, getattr(updated, name))
+    lead.save()
+    return lead
+
+
+def leads_parse_csv(*, text: str) -> list[dict]:
+    """Rows of a CSV with a header line; empty cells are left out."""
+    reader = csv.DictReader(io.StringIO(text))
+    if not reader.fieldnames or "email" not in [name.strip() for name in reader.fieldnames]:
+        raise ValidationError({"file": "The CSV needs a header row with at least an 'email' column."})
+    return [{k.strip(): v.strip() for k, v in row.items() if k and v and v.strip()} for row in reader]
+
+
+@transaction.atomic
+def campaign_save(*, organization: Organization, campaign: Campaign | None = None, created_by=None, **data) -> Campaign:
+    lead_ids = data.pop("lead_ids", None)
+    campaign = campaign or Campaign(organization=organization, created_by=created_by)
+    for name, value in data.items():
+        setattr(campaign, name, value)
+    campaign.full_clean(exclude=["leads"])
+    campaign.save()
+    if lead_ids is not None:
+        leads = list(Lead.objects.filter(organization=organization, pk__in=lead_ids).values_list("pk", flat=True))
+        missing = sorted(set(lead_ids) - set(leads))
+        if missing:
+            raise ValidationError({"lead_ids": f"Unknown lead ids: {missing}"})
+        campaign.leads.set(leads)
+    return campaign

@@ -44,10 +44,10 @@ def format_table(rows: list[Row]) -> str:
 
 
 @contextlib.contextmanager
-def running_worker(*, concurrency: int = 2, name: str = "bench"):
+def running_worker(*, concurrency: int = 2, name: str = "bench", env: dict | None = None):
     process = start_worker(
         logfile=settings.VAR_DIR / "log" / f"{name}-worker.log", concurrency=concurrency, loglevel="WARNING",
-        hostname=f"{name}@%h",
+        hostname=f"{name}@%h", env=env,
     )  # fmt: skip
     try:
         yield process

@@ -245,6 +245,12 @@ SENDGRID_WEBHOOK_PUBLIC_KEY = env.str("SENDGRID_WEBHOOK_PUBLIC_KEY", default="")
 TWILIO_ACCOUNT_SID = env.str("TWILIO_ACCOUNT_SID", default="")
 TWILIO_AUTH_TOKEN = env.str("TWILIO_AUTH_TOKEN", default="")
 TWILIO_API_BASE_URL = env.str("TWILIO_API_BASE_URL", default="")
+TWILIO_FROM_NUMBER = env.str("TWILIO_FROM_NUMBER", default="+15005550006")
+DEFAULT_SENDER_LOCALPART = env.str("DEFAULT_SENDER_LOCALPART", default="hello")
+
+# --- Pipeline --------------------------------------------------------------------------
+MISSION_BATCH_SIZE = env.int("MISSION_BATCH_SIZE", default=25)
+SCRAPER_WEBSITE_ENABLED = env.bool("SCRAPER_WEBSITE_ENABLED", default=True)
 
 HUBSPOT_CLIENT_SECRET = env.str("HUBSPOT_CLIENT_SECRET", default="")
 PIPEDRIVE_WEBHOOK_USER = env.str("PIPEDRIVE_WEBHOOK_USER", default="")

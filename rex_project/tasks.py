@@ -14,3 +14,9 @@ def ping(token: str) -> dict:
         cursor.execute("SELECT 1")
         database_ok = cursor.fetchone()[0] == 1
     return {"pong": token, "worker_pid": os.getpid(), "worker_host": socket.gethostname(), "database": database_ok}
+
+
+@shared_task(name="rex.noop")
+def noop(payload=None, *args, **kwargs):
+    """Does nothing: the reference for how fast the broker and worker alone move work."""
+    return payload

@@ -15,6 +15,8 @@ from factory.django import DjangoModelFactory, Password
 from agents.models import (
     AgentRun,
     Campaign,
+    DecisionRule,
+    ICPProfile,
     Lead,
     Membership,
     Message,
@@ -230,3 +232,25 @@ class TrainingRunFactory(DjangoModelFactory):
     params = factory.LazyFunction(lambda: {"epochs": 3})
     model_version = None
     requested_by = None
+
+
+class DecisionRuleFactory(DjangoModelFactory):
+    class Meta:
+        model = DecisionRule
+
+    organization = factory.SubFactory(OrganizationFactory)
+    name = factory.Sequence(lambda n: f"Rule {n}")
+    stage = DecisionRule.Stage.QUALIFY
+    condition = "icp_score != null and icp_score < 0.2"
+    action = DecisionRule.Action.DISQUALIFY
+    priority = 50
+
+
+class ICPProfileFactory(DjangoModelFactory):
+    class Meta:
+        model = ICPProfile
+        django_get_or_create = ("organization",)
+
+    organization = factory.SubFactory(OrganizationFactory)
+    target_industries = ["SaaS"]
+    target_seniorities = ["vp", "c_level"]

@@ -21,6 +21,8 @@ from rest_framework.authtoken.models import TokenProxy
 from agents.models import (
     AgentRun,
     Campaign,
+    DecisionRule,
+    ICPProfile,
     Lead,
     Membership,
     Message,
@@ -56,6 +58,8 @@ REX_BUILDERS = {
     OutcomeLabel: lambda: f.OutcomeLabelFactory(model_version=f.ModelVersionFactory(), agent_decisions={"a": 1}),
     WebhookEvent: lambda: f.WebhookEventFactory(organization=f.OrganizationFactory()),
     ModelVersion: lambda: f.ModelVersionFactory(metrics={"auc": 0.71}),
+    DecisionRule: f.DecisionRuleFactory,
+    ICPProfile: lambda: f.ICPProfileFactory(weights={"industry": 0.5}),
     TrainingRun: lambda: f.TrainingRunFactory(
         organization=f.OrganizationFactory(),
         model_version=f.ModelVersionFactory(),
@@ -258,19 +262,15 @@ def test_mission_inline_shows_only_the_latest_runs(staff_client):
     assert shown[0] == runs[-1]
 
 
-def test_operator_can_cancel_a_mission_with_runs_from_its_change_page(staff_client):
-    run = f.AgentRunFactory()
-    f.MissionLeadFactory(mission=run.mission, lead=run.lead)
-    url = _change_url(run.mission)
-    data = _submitted(staff_client.get(url), Mission)
-    assert data["agent_runs-INITIAL_FORMS"] == ["1"]
-    data["status"] = [Mission.Status.CANCELLED]
-    response = staff_client.post(url, data)
-    assert response.status_code == 302, response.context["errors"]
+def test_operator_cancels_a_mission_with_the_admin_action(staff_client):
+    run = f.AgentRunFactory(mission=f.MissionFactory(status=Mission.Status.RUNNING))
+    response = staff_client.post(
+        _url(Mission, "changelist"), {"action": "cancel_missions", "_selected_action": [run.mission.pk]}
+    )
+    assert response.status_code == 302
     run.mission.refresh_from_db()
     assert run.mission.status == Mission.Status.CANCELLED
     assert run.mission.agent_runs.count() == 1
-    assert run.mission.mission_leads.count() == 1
 
 
 def test_mission_changelist_shows_progress(staff_client):

@@ -1,6 +1,5 @@
 """manage.py demo: the main job end to end on whatever backing services are configured."""
 
-import csv
 import os
 import time
 import uuid
@@ -9,13 +8,17 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
-from agents.services import leads_import, operator_create
+from agents.missions import mission_create
+from agents.models import Mission, SendingDomain
+from agents.selectors import decision_stats
+from agents.services import leads_import, leads_parse_csv, operator_create
 from rex_project.tasks import ping
 from rex_project.worker import start_worker, stop_worker
 
 SAMPLE_LEADS = settings.BASE_DIR / "agents" / "data" / "sample_leads.csv"
 DEMO_ORG = "REX Demo"
 DEMO_EMAIL = "operator@rexdemo.io"
+DEMO_DOMAINS = (("mail.rexdemo.io", 0.95), ("outreach.rexdemo.io", 0.9), ("hello.rexdemo.io", 0.6))
 
 
 class Command(BaseCommand):
@@ -33,6 +36,7 @@ class Command(BaseCommand):
         worker = start_worker(logfile=worker_log, hostname="demo@%h")
         try:
             self._round_trip(worker, timeout)
+            self._mission(membership, worker, timeout)
         finally:
             code = stop_worker(worker)
             self.stdout.write(f"Worker stopped (exit code {code}).")
@@ -48,13 +52,52 @@ class Command(BaseCommand):
         return membership
 
     def _leads(self, organization):
-        with SAMPLE_LEADS.open(newline="") as handle:
-            result = leads_import(organization=organization, rows=list(csv.DictReader(handle)))
+        for domain, reputation in DEMO_DOMAINS:
+            SendingDomain.objects.get_or_create(
+                organization=organization, domain=domain, defaults={"reputation_score": reputation, "daily_cap": 100}
+            )
+        result = leads_import(organization=organization, rows=leads_parse_csv(text=SAMPLE_LEADS.read_text()))
         existing = organization.leads.count()
         self.stdout.write(
             f"Sample leads: {len(result.created)} loaded, {len(result.rejected)} skipped "
             f"(already there or invalid); {existing} leads in '{organization.name}'."
         )
+
+    def _mission(self, membership, worker, timeout):
+        organization = membership.organization
+        lead_ids = list(organization.leads.values_list("pk", flat=True))
+        mission, _ = mission_create(
+            organization=organization, type=Mission.Type.LEAD_REACTIVATION, lead_ids=lead_ids,
+            requested_by=membership.user, priority=70,
+        )  # fmt: skip
+        self.stdout.write(
+            self.style.MIGRATE_HEADING(f"Mission #{mission.pk}: lead_reactivation on {len(lead_ids)} leads")
+        )
+        deadline = time.monotonic() + timeout
+        last = None
+        while mission.status in (Mission.Status.QUEUED, Mission.Status.RUNNING):
+            if worker.poll() is not None or time.monotonic() > deadline:
+                raise CommandError(f"Mission #{mission.pk} did not finish; see var/log/demo-worker.log.")
+            time.sleep(0.3)
+            mission.refresh_from_db()
+            if (mission.status, mission.processed) != last:
+                last = (mission.status, mission.processed)
+                self.stdout.write(f"  {mission.status:<10} {mission.processed}/{mission.total} leads processed")
+        if mission.status != Mission.Status.COMPLETED:
+            raise CommandError(f"Mission #{mission.pk} ended {mission.status}: {mission.failure_reason}")
+        self._print_report(mission)
+
+    def _print_report(self, mission):
+        funnel = mission.report.get("funnel", {})
+        self.stdout.write("  funnel:   " + ", ".join(f"{k} {v}" for k, v in funnel.items()))
+        stats = decision_stats(organization=mission.organization)
+        split = ", ".join(f"{layer} {v['count']} ({v['percent']}%)" for layer, v in stats["layers"].items())
+        self.stdout.write(f"  decisions: {stats['decisions']}: {split}")
+        latency = stats["latency_ms"]
+        if latency["p50"] is not None:
+            self.stdout.write(f"  decision latency: p50 {latency['p50']:.2f} ms, p95 {latency['p95']:.2f} ms")
+        for line in mission.report.get("recommendations", [])[:3]:
+            self.stdout.write(f"  - {line}")
 
     def _broker(self) -> str:
         url = settings.CELERY_BROKER_URL

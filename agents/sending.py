@@ -1,0 +1,79 @@
+"""Sending one message: queued → sending → sent | failed, never twice, never to a suppressed contact."""
+
+import contextlib
+import logging
+
+from django.db import transaction
+from django.utils import timezone
+
+from agents.channels import ProviderError, provider_for
+from agents.decisions.lifecycle import IllegalTransition, lead_transition
+from agents.models import Lead, Message
+from agents.suppressions import lead_suppression
+from outcomes.models import OutcomeLabel
+from outcomes.services import outcome_record_sent
+
+logger = logging.getLogger("rex.sending")
+
+
+def _claim(message_id: int) -> tuple[Message, OutcomeLabel] | None:
+    """Move a queued message to ``sending`` under a row lock; None if it is not ours to send."""
+    with transaction.atomic():
+        message = Message.objects.select_for_update().select_related("lead").get(pk=message_id)
+        if message.status != Message.Status.QUEUED:
+            return None  # sent, failed, cancelled or in flight elsewhere: never send twice
+        suppression = lead_suppression(message.lead)
+        if suppression is not None:
+            message.status = Message.Status.CANCELLED
+            message.error = f"suppressed: {suppression}"
+            message.save(update_fields=["status", "error", "updated_at"])
+            return None
+        outcome = outcome_record_sent(message=message)
+        message.status = Message.Status.SENDING
+        message.custom_args = {"rex_message_id": str(message.pk), "rex_outcome_id": str(outcome.pk)}
+        message.save(update_fields=["status", "custom_args", "updated_at"])
+        return message, outcome
+
+
+def message_send(*, message_id: int) -> Message:
+    """Send through the channel's provider. Safe to call again: only a queued message goes out.
+
+    A worker killed between the provider call and the final commit leaves the message in
+    ``sending``; it is never resent automatically (an operator decides).
+    """
+    claimed = _claim(message_id)
+    if claimed is None:
+        return Message.objects.get(pk=message_id)
+    message, outcome = claimed
+    try:
+        result = provider_for(message.channel).send(message, custom_args=message.custom_args)
+    except ProviderError as exc:
+        _fail(message, exc)
+        raise
+    now = timezone.now()
+    with transaction.atomic():
+        message.status = Message.Status.SENT
+        message.provider = result.provider
+        message.provider_message_id = result.provider_message_id
+        message.provider_request = result.request
+        message.sent_at = now
+        message.save(
+            update_fields=["status", "provider", "provider_message_id", "provider_request", "sent_at", "updated_at"]
+        )
+        OutcomeLabel.objects.filter(pk=outcome.pk).update(sent_at=now)
+        lead = Lead.objects.select_for_update().get(pk=message.lead_id)
+        lead.last_contacted_at = now
+        lead.save(update_fields=["last_contacted_at", "updated_at"])
+        # e.g. the lead replied meanwhile: the message still went out and is recorded.
+        with contextlib.suppress(IllegalTransition):
+            lead_transition(lead, "contact")
+    return message
+
+
+def _fail(message: Message, exc: ProviderError) -> None:
+    # Retryable errors go back to the queue for the task's retry; the rest fail for good.
+    status = Message.Status.QUEUED if exc.retryable else Message.Status.FAILED
+    Message.objects.filter(pk=message.pk, status=Message.Status.SENDING).update(
+        status=status, error=str(exc)[:2000], updated_at=timezone.now()
+    )
+    logger.warning("send of message %s failed (%s): %s", message.pk, "will retry" if exc.retryable else "final", exc)
