@@ -7,6 +7,7 @@ from django.core.cache import cache
 from django.db import connection
 from rest_framework.test import APIClient
 
+from agents.decisions.rules import forget_loaded_rules
 from rex_project.celery import app as celery_app
 from rex_project.worker import start_worker, stop_worker
 from tests.factories import MembershipFactory
@@ -41,8 +42,9 @@ def live_worker(django_db_setup, django_db_blocker, tmp_path_factory):
 
 @pytest.fixture(autouse=True)
 def _clear_cache():
-    # Throttle counters and cached lookups must not leak between tests.
+    # Throttle counters, cached lookups and rules loaded in this process must not leak between tests.
     cache.clear()
+    forget_loaded_rules()
     yield
 
 

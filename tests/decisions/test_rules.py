@@ -153,8 +153,9 @@ def test_an_edit_in_another_process_is_seen_at_the_next_recheck(org, monkeypatch
     assert first_match(org.pk, "qualify", {"icp_score": 0.5}).id == rule.pk
 
 
-def test_with_a_process_local_cache_rules_are_reloaded_every_recheck(org, monkeypatch):
+def test_with_a_process_local_cache_rules_are_reloaded_every_recheck(org, monkeypatch, settings):
     # LocMemCache (the embedded default) cannot carry a stamp from the web process to a worker.
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "t"}}
     rule = make_rule(org, condition="icp_score < 0.4")
     assert first_match(org.pk, "qualify", {"icp_score": 0.5}) is None
     DecisionRule.objects.filter(pk=rule.pk).update(condition="icp_score < 0.6")  # edited elsewhere, no stamp
@@ -164,7 +165,9 @@ def test_with_a_process_local_cache_rules_are_reloaded_every_recheck(org, monkey
     assert first_match(org.pk, "qualify", {"icp_score": 0.5}).id == rule.pk
 
 
-def test_a_cleared_cache_never_leaves_stale_rules(org):
+def test_a_cleared_cache_never_leaves_stale_rules(org, settings):
+    # With Redis the stamp is re-read every RECHECK_SECONDS; with the process-local cache on every call.
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "t"}}
     make_rule(org, condition="true")
     assert first_match(org.pk, "qualify", {}) is not None
     DecisionRule.objects.all().delete()  # e.g. a test database rolled back, ids reused
