@@ -54,11 +54,15 @@ def mission_create(
         if existing:
             return existing, False
     per_lead = type in (Mission.Type.LEAD_REACTIVATION, Mission.Type.ENRICHMENT)
-    ids = list(_target_leads(organization=organization, lead_ids=lead_ids, campaign=campaign, filter=filter)
-               .order_by("pk").values_list("pk", flat=True)) if per_lead else []  # fmt: skip
+    ids = []
+    if per_lead:
+        leads = _target_leads(organization=organization, lead_ids=lead_ids, campaign=campaign, filter=filter)
+        ids = sorted(set(lead_ids)) if lead_ids is not None else list(leads.order_by("pk").values_list("pk", flat=True))
     if per_lead and not ids:
         raise ApplicationError("The mission selects no leads.", extra={"lead_ids": ["No lead matches."]})
-    params = {"lead_ids": lead_ids, "campaign_id": campaign.pk if campaign else None, "filter": filter or {}}
+    # The selection is frozen here; the coordinator creates the per-lead rows when it launches,
+    # which keeps this request to a few queries whatever the mission's size.
+    params = {"lead_ids": ids, "campaign_id": campaign.pk if campaign else None, "filter": filter or {}}
     try:
         with transaction.atomic():
             mission = Mission.objects.create(
@@ -67,11 +71,19 @@ def mission_create(
             )  # fmt: skip
     except IntegrityError:  # the same key raced us: answer with the mission that won
         return Mission.objects.get(organization=organization, idempotency_key=idempotency_key), False
-    MissionLead.objects.bulk_create([MissionLead(mission=mission, lead_id=i) for i in ids], batch_size=1000)
     from agents.tasks import mission_launch
 
     mission_launch.delay_on_commit(mission.pk)
     return mission, True
+
+
+def mission_leads_materialize(*, mission: Mission) -> list[int]:
+    """The per-lead rows of a mission (idempotent); returns the lead ids in order."""
+    lead_ids = mission.params.get("lead_ids") or []
+    MissionLead.objects.bulk_create(
+        [MissionLead(mission=mission, lead_id=lead_id) for lead_id in lead_ids], batch_size=1000, ignore_conflicts=True
+    )
+    return lead_ids
 
 
 def mission_cancel(*, mission: Mission) -> Mission:

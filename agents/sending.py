@@ -1,13 +1,12 @@
 """Sending one message: queued → sending → sent | failed, never twice, never to a suppressed contact."""
 
-import contextlib
 import logging
 
 from django.db import transaction
 from django.utils import timezone
 
 from agents.channels import ProviderError, provider_for
-from agents.decisions.lifecycle import IllegalTransition, lead_transition
+from agents.decisions.lifecycle import lead_can, lead_transition
 from agents.models import Lead, Message
 from agents.suppressions import lead_suppression
 from outcomes.models import OutcomeLabel
@@ -61,12 +60,14 @@ def message_send(*, message_id: int) -> Message:
             update_fields=["status", "provider", "provider_message_id", "provider_request", "sent_at", "updated_at"]
         )
         OutcomeLabel.objects.filter(pk=outcome.pk).update(sent_at=now)
-        lead = Lead.objects.select_for_update().get(pk=message.lead_id)
+        lead = message.lead
         lead.last_contacted_at = now
-        lead.save(update_fields=["last_contacted_at", "updated_at"])
-        # e.g. the lead replied meanwhile: the message still went out and is recorded.
-        with contextlib.suppress(IllegalTransition):
-            lead_transition(lead, "contact")
+        Lead.objects.filter(pk=lead.pk).update(last_contacted_at=now, updated_at=now)
+        if lead_can(lead, "contact"):
+            before = lead.state
+            lead_transition(lead, "contact", save=False)
+            # Only from the state we read: a reply recorded meanwhile is never overwritten.
+            Lead.objects.filter(pk=lead.pk, state=before).update(state=lead.state)
     return message
 
 

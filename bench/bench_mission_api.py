@@ -32,14 +32,14 @@ def _server(port: int) -> subprocess.Popen:
     env = {**os.environ, "API_THROTTLE_RATE": "100000000/minute", "DEBUG": "false",
            "SECRET_KEY": "bench-" + "x" * 60, "SECURE_SSL_REDIRECT": "false", "LOG_LEVEL": "WARNING"}  # fmt: skip
     command = [sys.executable, "-m", "gunicorn", "rex_project.wsgi", "--bind", f"127.0.0.1:{port}",
-               "--workers", "2", "--log-level", "warning"]  # fmt: skip
+               "--workers", str(CLIENTS), "--log-level", "warning"]  # fmt: skip
     process = subprocess.Popen(command, cwd=settings.BASE_DIR, env=env)
-    for _ in range(100):
+    for _ in range(60):
         try:
-            requests.get(f"http://127.0.0.1:{port}/health", timeout=1)
+            requests.get(f"http://127.0.0.1:{port}/health", timeout=5)
             return process
-        except requests.ConnectionError:
-            time.sleep(0.1)
+        except requests.RequestException:  # still booting
+            time.sleep(0.5)
     process.terminate()
     raise RuntimeError("gunicorn did not start")
 

@@ -21,7 +21,10 @@ NOOP_CHAINS = 300
 
 def _noop_chains_per_minute() -> float:
     started = time.perf_counter()
-    results = [chain(*(noop.si(i) if j == 0 else noop.s() for j in range(6))).apply_async() for i in range(NOOP_CHAINS)]
+    results = [
+        chain(noop.si(i), *(noop.s() for _ in range(4)), noop.s().set(ignore_result=False)).apply_async()
+        for i in range(NOOP_CHAINS)
+    ]
     for result in results:
         result.get(timeout=600, interval=0.01)
     return NOOP_CHAINS / (time.perf_counter() - started) * 60

@@ -160,7 +160,7 @@ SECURE_REDIRECT_EXEMPT = [r"^health$"]
 # --- REST framework -------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "rex_project.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -199,6 +199,8 @@ else:
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_IMPORTS = ["rex_project.tasks"]
 CELERY_RESULT_BACKEND = "django-db"
+# Results are stored only where something reads them (round trips, the last step of a chord's chains).
+CELERY_TASK_IGNORE_RESULT = True
 CELERY_RESULT_EXTENDED = True
 CELERY_RESULT_EXPIRES = 7 * 24 * 3600
 CELERY_CACHE_BACKEND = "default"

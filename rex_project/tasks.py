@@ -16,7 +16,7 @@ def ping(token: str) -> dict:
     return {"pong": token, "worker_pid": os.getpid(), "worker_host": socket.gethostname(), "database": database_ok}
 
 
-@shared_task(name="rex.noop")
+@shared_task(name="rex.noop")  # ignores its result unless a caller asks for it
 def noop(payload=None, *args, **kwargs):
     """Does nothing: the reference for how fast the broker and worker alone move work."""
     return payload

@@ -22,6 +22,9 @@ class StepResult:
 
 class Agent:
     name: ClassVar[str]  # an AgentRun.Agent value
+    # The runner wraps each lead in a transaction, so a failed lead leaves nothing half-written.
+    # An agent that talks to the outside world mid-step commits its own steps instead.
+    atomic_per_lead: ClassVar[bool] = True
 
     def __init__(self, *, mission: Mission):
         self.mission = mission

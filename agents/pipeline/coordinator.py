@@ -9,9 +9,9 @@ import time
 
 from celery import chain, chord
 from django.conf import settings
-from django.db import transaction
 
 from agents.decisions.lifecycle import mission_transition
+from agents.missions import mission_leads_materialize
 from agents.models import AgentRun, Message, Mission, SendingDomain
 from agents.pipeline.analytics import AnalyticsAgent
 from agents.pipeline.icp import icp_profile_refresh
@@ -50,8 +50,10 @@ class SpecialForcesCoordinator:
         from agents import tasks
 
         payload = {"mission_id": self.mission.pk, "lead_ids": batch}
-        signatures = [tasks.AGENT_TASKS[steps[0]].s(payload, final=len(steps) == 1)]
-        signatures += [tasks.AGENT_TASKS[name].s(final=i == len(steps) - 1) for i, name in enumerate(steps) if i > 0]
+        signatures = [tasks.AGENT_TASKS[steps[0]].s(payload)]
+        signatures += [tasks.AGENT_TASKS[name].s() for name in steps[1:]]
+        # The chord joins on the result of each chain's last step, so that one result is stored.
+        signatures[-1] = signatures[-1].clone(kwargs={"final": True}).set(ignore_result=False)
         return chain(*signatures)
 
 
@@ -60,7 +62,7 @@ def launch(*, mission_id: int) -> None:
     mission = Mission.objects.get(pk=mission_id)
     if mission.status != Mission.Status.QUEUED:
         return
-    lead_ids = list(mission.mission_leads.order_by("lead_id").values_list("lead_id", flat=True))
+    lead_ids = mission_leads_materialize(mission=mission)
     canvas = SpecialForcesCoordinator(mission).canvas(lead_ids)
     mission_transition(mission, "start")
     canvas.apply_async()
@@ -117,8 +119,7 @@ def release_due(*, now, limit: int) -> int:
     released = 0
     for message in due:
         started = time.perf_counter()
-        with transaction.atomic():
-            result = gate_and_send(lead=message.lead, message=message)
+        result = gate_and_send(lead=message.lead, message=message)
         agent = OutreachAgent(mission=message.mission)
         AgentRun.objects.bulk_create([agent_run_record(agent, message.lead, result, started)])
         released += result.proceed

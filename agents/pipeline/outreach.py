@@ -61,6 +61,8 @@ def gate_and_send(*, lead: Lead, message: Message) -> StepResult:
 
 class OutreachAgent(Agent):
     name = AgentRun.Agent.OUTREACH
+    # "sending" must be committed before the provider call, so a crash mid-send stays visible.
+    atomic_per_lead = False
 
     def process(self, lead: Lead) -> StepResult:
         message = Message.objects.select_related("campaign").get(mission=self.mission, lead=lead, step=1)

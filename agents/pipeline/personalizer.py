@@ -247,6 +247,9 @@ def llm_draft(brief: Brief, *, client, model_version: ModelVersion) -> Draft:
 # --- Agent ---------------------------------------------------------------------------------------------------
 
 
+FOREIGN_KEYS = ["organization", "mission", "lead", "campaign", "sending_domain"]
+
+
 class PersonalizerAgent(Agent):
     name = AgentRun.Agent.PERSONALIZER
 
@@ -356,7 +359,8 @@ class PersonalizerAgent(Agent):
         }
         for name, value in fields.items():
             setattr(message, name, value)
-        message.full_clean()
+        # Field checks only: the foreign keys come from this mission and uniqueness is the database's.
+        message.full_clean(exclude=FOREIGN_KEYS, validate_unique=False, validate_constraints=False)
         if existing is None:
             message.save()
             return message

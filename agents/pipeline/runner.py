@@ -1,5 +1,6 @@
 """Runs one agent over one batch of a mission's leads and records every step as an AgentRun."""
 
+import contextlib
 import logging
 import time
 
@@ -55,7 +56,7 @@ def run_batch(*, agent_class: type[Agent], mission_id: int, lead_ids: list[int],
             continue
         started = time.perf_counter()
         try:
-            with transaction.atomic():
+            with transaction.atomic() if agent.atomic_per_lead else contextlib.nullcontext():
                 result = agent.process(lead)
         except TRANSIENT:
             raise

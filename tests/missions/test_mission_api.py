@@ -3,6 +3,7 @@
 import pytest
 from rest_framework.test import APIClient
 
+from agents.missions import mission_leads_materialize
 from agents.models import Mission, MissionLead
 from tests.factories import CampaignFactory, LeadFactory, MembershipFactory, MissionFactory
 
@@ -26,8 +27,10 @@ def test_command_creates_a_queued_mission_with_its_leads(api_client, leads, djan
     assert body["status"] == "queued" and body["progress"] == {"processed": 0, "total": 3, "percent": 0.0}
     assert body["links"]["self"].endswith(f"/rex/command/{mission.pk}")
     assert mission.priority == 80 and mission.total == 3
-    assert set(MissionLead.objects.filter(mission=mission).values_list("lead_id", flat=True)) == {x.pk for x in leads}
+    assert sorted(mission.params["lead_ids"]) == sorted(x.pk for x in leads)
     assert len(callbacks) == 1  # the coordinator is enqueued once, after commit
+    mission_leads_materialize(mission=mission)  # what the launch task does first
+    assert set(MissionLead.objects.filter(mission=mission).values_list("lead_id", flat=True)) == {x.pk for x in leads}
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,7 @@ import pytest
 
 from agents import tasks
 from agents.decisions.rules import rules_install_defaults
-from agents.missions import mission_create
+from agents.missions import mission_create, mission_leads_materialize
 from agents.models import AgentRun, Message, Mission, MissionLead
 from agents.pipeline.scraper import ScraperAgent
 from outcomes.models import OutcomeLabel
@@ -27,6 +27,12 @@ def _organization_with_leads(n: int):
         for _ in range(n)
     ]  # fmt: skip
     return organization, leads
+
+
+def _start(mission: Mission) -> None:
+    """What the launch task does, without handing the canvas to a broker: the steps run inline."""
+    mission_leads_materialize(mission=mission)
+    Mission.objects.filter(pk=mission.pk).update(status=Mission.Status.RUNNING)
 
 
 def _wait(mission: Mission, timeout: float = 90) -> Mission:
@@ -70,7 +76,7 @@ def test_a_lead_whose_enrichment_raises_does_not_fail_the_mission(monkeypatch):
     mission, _ = mission_create(
         organization=organization, type=Mission.Type.ENRICHMENT, lead_ids=[lead.pk for lead in leads]
     )
-    Mission.objects.filter(pk=mission.pk).update(status=Mission.Status.RUNNING)
+    _start(mission)
     broken = leads[1].pk
     original = ScraperAgent.process
 
@@ -101,6 +107,7 @@ def test_cancelled_mission_does_no_more_work():
     mission, _ = mission_create(
         organization=organization, type=Mission.Type.LEAD_REACTIVATION, lead_ids=[lead.pk for lead in leads]
     )
+    mission_leads_materialize(mission=mission)
     Mission.objects.filter(pk=mission.pk).update(status=Mission.Status.CANCELLED)
     result = tasks.icp({"mission_id": mission.pk, "lead_ids": [lead.pk for lead in leads]})
     assert result == {"mission_id": mission.pk, "lead_ids": []}
@@ -116,7 +123,7 @@ def test_retried_batch_does_not_send_twice():
     mission, _ = mission_create(
         organization=organization, type=Mission.Type.LEAD_REACTIVATION, lead_ids=[lead.pk for lead in leads]
     )
-    Mission.objects.filter(pk=mission.pk).update(status=Mission.Status.RUNNING)
+    _start(mission)
     payload = {"mission_id": mission.pk, "lead_ids": [lead.pk for lead in leads]}
     for step in ("icp", "scraper", "reviver", "personalizer", "deliverability"):
         payload = tasks.AGENT_TASKS[step](payload)
