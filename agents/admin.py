@@ -6,6 +6,7 @@ from django.forms.models import BaseInlineFormSet
 from django.urls import reverse
 from django.utils.html import format_html
 
+from agents.decisions.rules import rules_install_defaults
 from agents.missions import mission_cancel, mission_create, mission_retry_failed_leads
 from rex_project.admin_utils import json_display
 
@@ -71,6 +72,11 @@ class OrganizationAdmin(admin.ModelAdmin):
     date_hierarchy = "created_at"
     readonly_fields = ("created_at",)
     inlines = (MembershipInline,)
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        if not change:  # a new organization starts with the default decision rules
+            rules_install_defaults(organization=obj)
 
 
 @admin.register(Membership)

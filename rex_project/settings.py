@@ -253,6 +253,12 @@ DEFAULT_SENDER_LOCALPART = env.str("DEFAULT_SENDER_LOCALPART", default="hello")
 # --- Pipeline --------------------------------------------------------------------------
 MISSION_BATCH_SIZE = env.int("MISSION_BATCH_SIZE", default=25)
 SCRAPER_WEBSITE_ENABLED = env.bool("SCRAPER_WEBSITE_ENABLED", default=True)
+# Lead websites come from CRM data; fetching private, loopback or link-local addresses is refused.
+SCRAPER_ALLOW_PRIVATE_HOSTS = env.bool("SCRAPER_ALLOW_PRIVATE_HOSTS", default=False)
+SCRAPER_FIRMOGRAPHICS_FILE = env.str(
+    "SCRAPER_FIRMOGRAPHICS_FILE", default=str(BASE_DIR / "agents" / "data" / "firmographics.csv")
+)
+SCRAPER_CACHE_TTL = env.int("SCRAPER_CACHE_TTL", default=7 * 24 * 3600)
 
 HUBSPOT_CLIENT_SECRET = env.str("HUBSPOT_CLIENT_SECRET", default="")
 PIPEDRIVE_WEBHOOK_USER = env.str("PIPEDRIVE_WEBHOOK_USER", default="")

@@ -7,14 +7,16 @@ each answer per source and domain, stores every field as ``{"value", "source", "
 
 import csv
 import hashlib
+import ipaddress
 import json
 import re
+import socket
 import threading
 import time
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import ClassVar
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import requests
 from django.conf import settings
@@ -205,6 +207,21 @@ def _read_capped(response: requests.Response) -> bytes:
     return bytes(body)
 
 
+def refuse_internal_host(url: str) -> None:
+    """A lead's website comes from CRM data: never let it point us at our own network."""
+    if getattr(settings, "SCRAPER_ALLOW_PRIVATE_HOSTS", False):
+        return
+    host = urlsplit(url).hostname or ""
+    try:
+        addresses = {info[4][0] for info in socket.getaddrinfo(host, None)}
+    except (socket.gaierror, UnicodeError) as exc:
+        raise SourceUnavailable(f"cannot resolve {host}") from exc
+    for address in addresses:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+        if not ip.is_global:
+            raise SourceUnavailable(f"{host} resolves to a non-public address ({ip})")
+
+
 class WebsiteSource(EnrichmentSource):
     name = "website"
     fills = {"website": "website_url"}
@@ -219,14 +236,20 @@ class WebsiteSource(EnrichmentSource):
             raise SourceUnavailable("no company website")
         try:
             with requests.Session() as session:
-                session.max_redirects = MAX_REDIRECTS
-                with session.get(
-                    url,
-                    timeout=(CONNECT_TIMEOUT, READ_TIMEOUT),
-                    stream=True,
-                    headers={"User-Agent": USER_AGENT, "Accept": "text/html"},
-                ) as response:
-                    return self._page(response)
+                # Redirects are followed by hand so every hop passes the address check.
+                for _ in range(MAX_REDIRECTS + 1):
+                    refuse_internal_host(url)
+                    with session.get(
+                        url,
+                        timeout=(CONNECT_TIMEOUT, READ_TIMEOUT),
+                        stream=True,
+                        allow_redirects=False,
+                        headers={"User-Agent": USER_AGENT, "Accept": "text/html"},
+                    ) as response:
+                        if not response.is_redirect:
+                            return self._page(response)
+                        url = urljoin(url, response.headers["Location"])
+                raise SourceUnavailable("too many redirects")
         except requests.RequestException as exc:
             raise SourceUnavailable(type(exc).__name__) from exc
 

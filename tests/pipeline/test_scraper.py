@@ -34,6 +34,11 @@ FIRMOGRAPHICS = [
 ]  # fmt: skip
 
 
+@pytest.fixture(autouse=True)
+def _local_test_server_allowed(settings):
+    settings.SCRAPER_ALLOW_PRIVATE_HOSTS = True  # the test website lives on 127.0.0.1
+
+
 @pytest.fixture
 def organization():
     return OrganizationFactory()
@@ -239,3 +244,20 @@ def test_shipped_firmographics_cover_the_sample_leads():
     assert domains <= set(table)
     assert len(table) >= len(domains) + 20
     assert all(isinstance(row["company_size"], int) and row["industry"] for row in table.values())
+
+
+def test_internal_addresses_are_refused_by_default(agent, organization, httpserver, settings, csv_file):
+    settings.SCRAPER_ALLOW_PRIVATE_HOSTS = False
+    httpserver.expect_request("/").respond_with_data("<title>secret admin</title>", content_type="text/html")
+    lead = _site_lead(organization, httpserver)
+    agent.process(lead)
+    lead.refresh_from_db()
+    assert "website_title" not in lead.enrichment
+    assert len(httpserver.log) == 0  # never even asked
+
+
+@pytest.mark.parametrize("url", ["http://10.0.0.5/", "http://localhost:8000/admin", "http://169.254.169.254/latest"])
+def test_private_loopback_and_link_local_hosts_are_refused(settings, url):
+    settings.SCRAPER_ALLOW_PRIVATE_HOSTS = False
+    with pytest.raises(scraper.SourceUnavailable, match="non-public"):
+        scraper.refuse_internal_host(url)  # checked before any connection is made

@@ -11,6 +11,13 @@ from django_celery_beat.models import CrontabSchedule, PeriodicTask
 
 # name: (task, crontab fields, kwargs, why)
 SCHEDULE = {
+    "Release messages whose wait is over": (
+        "agents.tasks.release_due_messages",
+        {"minute": "*"},
+        {},
+        "Every minute: sends held for a send window or a recency rule go out soon after they may, "
+        "and the due time lives in the database, not in a broker ETA that could outlive Redis's visibility timeout.",
+    ),
     "Clean expired task results": (
         "celery.backend_cleanup",
         {"minute": "0", "hour": "4"},
