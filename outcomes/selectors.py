@@ -31,18 +31,22 @@ def _rate(part: int, whole: int) -> float:
     return round(part / whole, 4) if whole else 0.0
 
 
+def funnel_aggregates() -> dict:
+    """The outcome funnel as aggregate expressions, for .aggregate() or .annotate()."""
+    return {
+        "delivered": Count("id", filter=Q(delivered=True)),
+        "opened": Count("id", filter=Q(opened=True)),
+        "replied": Count("id", filter=Q(replied=True)),
+        "meetings": Count("id", filter=Q(meeting_booked=True)),
+        "deals": Count("id", filter=Q(deal_closed=True)),
+        "revenue_sum": Sum("deal_value", filter=Q(deal_closed=True)),
+    }
+
+
 def _grouped_counts(queryset: QuerySet[OutcomeLabel]) -> QuerySet:
     return (
         queryset.values("framework", "tone", "channel")
-        .annotate(
-            sent=Count("id"),
-            delivered=Count("id", filter=Q(delivered=True)),
-            opened=Count("id", filter=Q(opened=True)),
-            replied=Count("id", filter=Q(replied=True)),
-            meetings=Count("id", filter=Q(meeting_booked=True)),
-            deals=Count("id", filter=Q(deal_closed=True)),
-            revenue_sum=Sum("deal_value", filter=Q(deal_closed=True)),
-        )
+        .annotate(sent=Count("id"), **funnel_aggregates())
         .order_by("framework", "tone", "channel")
     )
 

@@ -58,3 +58,13 @@ def api_client(membership):
     client = APIClient()
     client.force_authenticate(membership.user)
     return client
+
+
+@pytest.fixture
+def openai_server(settings, httpserver):
+    """A local HTTP server the real openai SDK is pointed at (no retries, short timeout)."""
+    settings.OPENAI_API_KEY = "test"
+    settings.OPENAI_BASE_URL = httpserver.url_for("/v1")
+    settings.OPENAI_MAX_RETRIES = 0
+    settings.OPENAI_TIMEOUT = 5.0
+    return httpserver

@@ -7,12 +7,13 @@ nothing loops over leads. Rates are over messages sent.
 import math
 from collections import defaultdict
 
-from django.db.models import Count, Q, QuerySet, Sum
+from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
 from agents.models import AgentRun, Campaign, Lead, Message, Mission, MissionLead
 from agents.pipeline.base import Agent, StepResult
 from outcomes.models import OutcomeLabel
+from outcomes.selectors import funnel_aggregates
 
 Z_ALPHA = 1.959964  # two-sided test at 95%
 Z_POWER = 0.841621  # 80% power
@@ -99,15 +100,8 @@ def _message_counts(messages: QuerySet[Message]) -> dict:
 
 
 def _outcome_counts(outcomes: QuerySet[OutcomeLabel]) -> dict:
-    counts = outcomes.aggregate(
-        delivered=Count("id", filter=Q(delivered=True)),
-        opened=Count("id", filter=Q(opened=True)),
-        replied=Count("id", filter=Q(replied=True)),
-        meetings=Count("id", filter=Q(meeting_booked=True)),
-        deals=Count("id", filter=Q(deal_closed=True)),
-        revenue=Sum("deal_value", filter=Q(deal_closed=True)),
-    )
-    counts["revenue"] = round(float(counts["revenue"] or 0), 2)
+    counts = outcomes.aggregate(**funnel_aggregates())
+    counts["revenue"] = round(float(counts.pop("revenue_sum") or 0), 2)
     return counts
 
 

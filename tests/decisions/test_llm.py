@@ -1,52 +1,26 @@
 """The LLM reasoner against a real local HTTP server speaking the OpenAI chat-completions format."""
 
 import json
-import time
 
 import pytest
 from werkzeug import Response
 
 from agents.decisions.llm import LLMQuestion, LLMReasoner, llm_cache_stats, openai_client
 from tests.factories import LeadFactory
+from tests.openai_api import chat_completion
 
 pytestmark = pytest.mark.django_db
 
 OPTIONS = ["PAS/professional", "AIDA/friendly", "skip"]
 
 
-def completion(content: dict | str, *, total_tokens: int = 57) -> dict:
-    return {
-        "id": "chatcmpl-test123",
-        "object": "chat.completion",
-        "created": int(time.time()),
-        "model": "gpt-4o-mini-2024-07-18",
-        "choices": [
-            {
-                "index": 0,
-                "message": {
-                    "role": "assistant",
-                    "content": content if isinstance(content, str) else json.dumps(content),
-                    "refusal": None,
-                },
-                "logprobs": None,
-                "finish_reason": "stop",
-            }
-        ],
-        "usage": {"prompt_tokens": total_tokens - 12, "completion_tokens": 12, "total_tokens": total_tokens},
-    }
-
-
 @pytest.fixture
-def llm_server(settings, httpserver):
-    settings.OPENAI_API_KEY = "test"
-    settings.OPENAI_BASE_URL = httpserver.url_for("/v1")
-    settings.OPENAI_MAX_RETRIES = 0
-    settings.OPENAI_TIMEOUT = 5.0
-    return httpserver
+def llm_server(openai_server):
+    return openai_server
 
 
 def answer_with(server, content, **kwargs):
-    server.expect_request("/v1/chat/completions", method="POST").respond_with_json(completion(content, **kwargs))
+    server.expect_request("/v1/chat/completions", method="POST").respond_with_json(chat_completion(content, **kwargs))
 
 
 @pytest.fixture

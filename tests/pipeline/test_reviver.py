@@ -1,4 +1,3 @@
-import json
 from datetime import timedelta
 
 import pytest
@@ -8,6 +7,7 @@ from agents.decisions.rules import rules_install_defaults
 from agents.models import AgentRun, Lead, MissionLead
 from agents.pipeline.reviver import ReviverAgent, lead_history, lost_reason_category, reactivation_probability
 from tests.factories import LeadFactory, MissionFactory, OrganizationFactory, OutcomeLabelFactory
+from tests.openai_api import chat_completion
 
 pytestmark = pytest.mark.django_db
 
@@ -149,27 +149,12 @@ def test_agent_escalates_a_borderline_lead_to_the_llm_fallback(agent, settings):
     assert lead.reactivation_probability == pytest.approx(probability, abs=1e-4)
 
 
-def test_agent_follows_the_channel_a_model_chooses(agent, settings, httpserver):
+def test_agent_follows_the_channel_a_model_chooses(agent, openai_server):
     """The OpenAI SDK against a local server that answers like the chat completions API."""
-    settings.OPENAI_API_KEY = "sk-test"
-    settings.OPENAI_BASE_URL = httpserver.url_for("/v1")
-    settings.OPENAI_MAX_RETRIES = 0
+    httpserver = openai_server
     answer = {"choice": "sms", "reason": "Replies faster by text."}
     httpserver.expect_request("/v1/chat/completions", method="POST").respond_with_json(
-        {
-            "id": "chatcmpl-1",
-            "object": "chat.completion",
-            "created": 1,
-            "model": settings.OPENAI_MODEL,
-            "choices": [
-                {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": json.dumps(answer)},
-                    "finish_reason": "stop",
-                }
-            ],
-            "usage": {"prompt_tokens": 90, "completion_tokens": 10, "total_tokens": 100},
-        }
+        chat_completion(answer, total_tokens=100)
     )
     lead = _borderline(organization=agent.organization, first_name="Ingrid", last_name="Halvorsen", company="Fjordly")
     lead.save()

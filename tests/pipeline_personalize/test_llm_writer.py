@@ -17,6 +17,7 @@ from tests.factories import (
     ModelVersionFactory,
     OrganizationFactory,
 )
+from tests.openai_api import chat_completion
 from training.models import ModelVersion
 
 pytestmark = pytest.mark.django_db
@@ -26,11 +27,7 @@ COMPLETIONS = "/v1/chat/completions"
 
 
 @pytest.fixture
-def openai_settings(settings, httpserver):
-    settings.OPENAI_API_KEY = "test"
-    settings.OPENAI_BASE_URL = httpserver.url_for("/v1")
-    settings.OPENAI_MAX_RETRIES = 0
-    settings.OPENAI_TIMEOUT = 5.0
+def openai_settings(openai_server, settings):
     return settings
 
 
@@ -66,35 +63,10 @@ def lead(mission):
     return lead
 
 
-def chat_completion(content: str, *, model: str) -> dict:
-    """A chat.completion object as the OpenAI API returns it."""
-    return {
-        "id": "chatcmpl-B9MHDbslfkBeAs8l4bebGdFOJ6PeG",
-        "object": "chat.completion",
-        "created": 1767225600,
-        "model": model,
-        "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": content, "refusal": None, "annotations": []},
-                "logprobs": None,
-                "finish_reason": "stop",
-            }
-        ],
-        "usage": {
-            "prompt_tokens": 212,
-            "completion_tokens": 61,
-            "total_tokens": 273,
-            "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
-            "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0},
-        },
-        "service_tier": "default",
-        "system_fingerprint": "fp_44709d6fcb",
-    }
-
-
 def _answer(content: str, model: str = WRITER_MODEL) -> Response:
-    return Response(json.dumps(chat_completion(content, model=model)), content_type="application/json")
+    return Response(
+        json.dumps(chat_completion(content, model=model, total_tokens=273)), content_type="application/json"
+    )
 
 
 def writer(request: Request) -> Response:
