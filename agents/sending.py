@@ -3,11 +3,12 @@
 import logging
 
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
 from agents.channels import ProviderError, provider_for
 from agents.decisions.lifecycle import lead_can, lead_transition
-from agents.models import Lead, Message
+from agents.models import Lead, Message, SendingDomain
 from agents.suppressions import lead_suppression
 from outcomes.models import OutcomeLabel
 from outcomes.services import outcome_record_sent
@@ -60,6 +61,8 @@ def message_send(*, message_id: int) -> Message:
             update_fields=["status", "provider", "provider_message_id", "provider_request", "sent_at", "updated_at"]
         )
         OutcomeLabel.objects.filter(pk=outcome.pk).update(sent_at=now)
+        if message.sending_domain_id:
+            SendingDomain.objects.filter(pk=message.sending_domain_id).update(sent_today=F("sent_today") + 1)
         lead = message.lead
         lead.last_contacted_at = now
         Lead.objects.filter(pk=lead.pk).update(last_contacted_at=now, updated_at=now)

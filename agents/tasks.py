@@ -5,6 +5,7 @@ from django.db import InterfaceError, OperationalError
 from django.utils import timezone
 
 from agents.missions import mission_fail
+from agents.models import SendingDomain
 from agents.pipeline import coordinator
 from agents.pipeline.deliverability import DeliverabilityAgent
 from agents.pipeline.icp import ICPIntelligenceAgent
@@ -101,3 +102,9 @@ def domain_audit(mission_id: int) -> None:
 def release_due_messages(limit: int = 500) -> int:
     """Beat: send the messages whose wait (send window, recency) is over."""
     return coordinator.release_due(now=timezone.now(), limit=limit)
+
+
+@shared_task(**RETRY)
+def reset_daily_counters() -> int:
+    """Beat, midnight UTC: every sending domain's daily count starts again."""
+    return SendingDomain.objects.exclude(sent_today=0).update(sent_today=0)

@@ -8,7 +8,7 @@ from agents import tasks
 from agents.decisions.rules import rules_install_defaults
 from agents.models import DecisionRule, Lead, Message
 from agents.send_windows import in_send_window, next_window_start
-from tests.factories import LeadFactory, MessageFactory, OrganizationFactory
+from tests.factories import LeadFactory, MessageFactory, OrganizationFactory, SendingDomainFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -91,3 +91,20 @@ def test_an_organization_added_in_the_admin_gets_the_default_rules(admin_client)
     )  # fmt: skip
     assert response.status_code == 302, response.content[:500]
     assert DecisionRule.objects.filter(organization__name="Globex").count() >= 5
+
+
+def test_a_send_counts_against_its_domain_and_the_count_resets_daily():
+    organization = OrganizationFactory()
+    rules_install_defaults(organization=organization)
+    lead = LeadFactory(organization=organization, state=Lead.State.SCHEDULED, timezone=_zone_at_local_hour(10, 17))
+    domain = SendingDomainFactory(organization=organization, sent_today=3)
+    MessageFactory(
+        organization=organization, lead=lead, channel="sms", to_address=lead.phone, status="queued",
+        sending_domain=domain, scheduled_for=timezone.now() - dt.timedelta(minutes=1),
+    )  # fmt: skip
+    assert tasks.release_due_messages() == 1
+    domain.refresh_from_db()
+    assert domain.sent_today == 4
+    assert tasks.reset_daily_counters() >= 1
+    domain.refresh_from_db()
+    assert domain.sent_today == 0

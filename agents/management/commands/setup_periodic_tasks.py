@@ -11,6 +11,12 @@ from django_celery_beat.models import CrontabSchedule, PeriodicTask
 
 # name: (task, crontab fields, kwargs, why)
 SCHEDULE = {
+    "Reset daily sending counters": (
+        "agents.tasks.reset_daily_counters",
+        {"minute": "0", "hour": "0"},
+        {},
+        "Midnight UTC: daily caps count per day, so every domain's sent_today starts again.",
+    ),
     "Release messages whose wait is over": (
         "agents.tasks.release_due_messages",
         {"minute": "*"},
