@@ -9,7 +9,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
 from agents.missions import mission_create
-from agents.models import Mission, SendingDomain
+from agents.models import Message, Mission, SendingDomain
 from agents.selectors import decision_stats
 from agents.services import leads_import, leads_parse_csv, operator_create
 from rex_project.tasks import ping
@@ -90,6 +90,9 @@ class Command(BaseCommand):
     def _print_report(self, mission):
         funnel = mission.report.get("funnel", {})
         self.stdout.write("  funnel:   " + ", ".join(f"{k} {v}" for k, v in funnel.items()))
+        held = mission.messages.filter(status=Message.Status.QUEUED, scheduled_for__isnull=False).count()
+        if held:
+            self.stdout.write(f"  held:     {held} message(s) wait in the database for their send window")
         stats = decision_stats(organization=mission.organization)
         split = ", ".join(f"{layer} {v['count']} ({v['percent']}%)" for layer, v in stats["layers"].items())
         self.stdout.write(f"  decisions: {stats['decisions']}: {split}")
