@@ -75,8 +75,12 @@ def message_send(*, message_id: int) -> Message:
 
 
 def _fail(message: Message, exc: ProviderError) -> None:
-    # Retryable errors go back to the queue for the task's retry; the rest fail for good.
-    status = Message.Status.QUEUED if exc.retryable else Message.Status.FAILED
+    # Retryable errors go back to the queue for the task's retry; ambiguous ones stay "sending" for an
+    # operator (the provider may have sent it); the rest fail for good.
+    if exc.ambiguous:
+        status = Message.Status.SENDING
+    else:
+        status = Message.Status.QUEUED if exc.retryable else Message.Status.FAILED
     Message.objects.filter(pk=message.pk, status=Message.Status.SENDING).update(
         status=status, error=str(exc)[:2000], updated_at=timezone.now()
     )

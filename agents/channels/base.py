@@ -9,9 +9,12 @@ class SendResult:
 
 
 class ProviderError(Exception):
-    """A provider refused or failed. ``retryable`` for 429/5xx; other errors fail at once."""
+    """A provider refused or failed. ``retryable`` for 429/5xx and requests that never arrived;
+    other errors fail at once. ``ambiguous``: no answer after the request went out, so the provider
+    may have accepted it — never retried automatically (that could send twice)."""
 
-    def __init__(self, message: str, *, retryable: bool = False, status: int | None = None):
+    def __init__(self, message: str, *, retryable: bool = False, status: int | None = None, ambiguous: bool = False):
         super().__init__(message)
-        self.retryable = retryable
+        self.retryable = retryable and not ambiguous
         self.status = status
+        self.ambiguous = ambiguous

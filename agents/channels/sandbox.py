@@ -1,8 +1,10 @@
-"""Sandbox providers: build the provider's real request body, keep it, send nothing."""
+"""Sandbox providers: build the request the real provider's SDK would send, keep it, send nothing."""
 
 import uuid
 
 from agents.channels.base import SendResult
+from agents.channels.sendgrid import SendGridEmail
+from agents.channels.twilio_sms import TwilioSMS
 from agents.models import Message
 
 
@@ -10,15 +12,7 @@ class SandboxEmail:
     name = "sandbox-email"
 
     def send(self, message: Message, *, custom_args: dict) -> SendResult:
-        # The body SendGrid's v3 /mail/send would receive.
-        request = {
-            "personalizations": [{"to": [{"email": message.to_address}], "custom_args": custom_args}],
-            "from": {"email": message.from_address},
-            "subject": message.subject,
-            "content": [{"type": "text/plain", "value": message.body}],
-            "headers": message.headers,
-            "categories": [f"campaign-{message.campaign_id}"] if message.campaign_id else [],
-        }
+        request = SendGridEmail().build_mail(message, custom_args=custom_args).get()
         return SendResult(provider=self.name, provider_message_id=f"sbx-{uuid.uuid4().hex}", request=request)
 
 
@@ -26,6 +20,5 @@ class SandboxSMS:
     name = "sandbox-sms"
 
     def send(self, message: Message, *, custom_args: dict) -> SendResult:
-        # The form fields Twilio's Messages.json would receive.
-        request = {"To": message.to_address, "From": message.from_address, "Body": message.body}
+        request = TwilioSMS.build_request(message)
         return SendResult(provider=self.name, provider_message_id=f"SM{uuid.uuid4().hex}", request=request)
