@@ -12,13 +12,17 @@ from rex_project.admin_utils import json_display
 
 from .models import (
     AgentRun,
+    Alert,
     Campaign,
     Lead,
+    LinkedInTask,
+    Mailbox,
     Membership,
     Message,
     Mission,
     MissionLead,
     Organization,
+    PhoneNumber,
     SendingDomain,
     Suppression,
 )
@@ -315,6 +319,12 @@ class AgentRunAdmin(admin.ModelAdmin):
         return False
 
 
+class MailboxInline(admin.TabularInline):
+    model = Mailbox
+    extra = 0
+    fields = ("local_part", "display_name", "daily_cap", "target_daily_cap", "sent_today", "is_paused", "pause_reason")
+
+
 @admin.register(SendingDomain)
 class SendingDomainAdmin(admin.ModelAdmin):
     list_display = (
@@ -333,6 +343,7 @@ class SendingDomainAdmin(admin.ModelAdmin):
     date_hierarchy = "created_at"
     autocomplete_fields = ("organization",)
     readonly_fields = ("dns_checks_pretty", "last_checked_at", "created_at")
+    inlines = (MailboxInline,)
     fields = (
         "organization",
         "domain",
@@ -409,6 +420,63 @@ class SuppressionAdmin(admin.ModelAdmin):
     show_full_result_count = False
     autocomplete_fields = ("organization",)
     readonly_fields = ("created_at",)
+
+
+@admin.register(Mailbox)
+class MailboxAdmin(admin.ModelAdmin):
+    list_display = (
+        "address_display", "daily_cap", "target_daily_cap", "sent_today", "hourly_cap", "is_paused",
+        "pause_reason", "last_sent_at",
+    )  # fmt: skip
+    list_filter = ("is_paused", "sending_domain__organization")
+    list_select_related = ("sending_domain",)
+    search_fields = ("local_part", "sending_domain__domain")
+    autocomplete_fields = ("sending_domain",)
+    readonly_fields = ("last_sent_at", "created_at")
+
+    @admin.display(description="address", ordering="local_part")
+    def address_display(self, obj: Mailbox) -> str:
+        return obj.address
+
+
+@admin.register(PhoneNumber)
+class PhoneNumberAdmin(admin.ModelAdmin):
+    list_display = ("number", "organization", "daily_cap", "sent_today", "is_paused", "pause_reason")
+    list_filter = ("is_paused", "organization")
+    list_select_related = ("organization",)
+    search_fields = ("number",)
+    autocomplete_fields = ("organization",)
+    readonly_fields = ("created_at",)
+
+
+@admin.register(Alert)
+class AlertAdmin(admin.ModelAdmin):
+    list_display = ("kind", "message", "organization", "sending_domain", "mailbox", "raised_at", "resolved_at")
+    list_filter = ("kind", ("resolved_at", admin.EmptyFieldListFilter), "organization")
+    list_select_related = ("organization", "sending_domain", "mailbox__sending_domain")
+    search_fields = ("message", "subject")
+    date_hierarchy = "raised_at"
+    readonly_fields = ("organization", "kind", "subject", "sending_domain", "mailbox", "message", "figures_pretty",
+                       "raised_at")  # fmt: skip
+    exclude = ("figures",)
+    figures_pretty = json_display("figures")
+
+    def has_add_permission(self, request) -> bool:
+        return False  # alerts are raised by the health checks
+
+
+@admin.register(LinkedInTask)
+class LinkedInTaskAdmin(admin.ModelAdmin):
+    list_display = ("profile_url", "status", "organization", "created_at", "handled_by", "handled_at")
+    list_filter = ("status", "organization")
+    list_select_related = ("organization", "handled_by")
+    search_fields = ("profile_url", "text")
+    date_hierarchy = "created_at"
+    raw_id_fields = ("message",)
+    readonly_fields = ("organization", "message", "profile_url", "text", "handled_by", "handled_at", "created_at")
+
+    def has_add_permission(self, request) -> bool:
+        return False  # created by the outreach step
 
 
 # Admin pages that live beside the code they manage.

@@ -31,6 +31,9 @@ class Organization(models.Model):
     name = models.CharField(max_length=200, unique=True)
     # CAN-SPAM: every commercial email carries the sender's postal address.
     postal_address = models.TextField(blank=True)
+    # Frequency cap across channels: at most this many touches (email + SMS) per lead per 7 days.
+    max_touches_per_week = models.PositiveSmallIntegerField(default=3)
+    sends_per_minute = models.PositiveIntegerField(default=120, help_text="Organization-wide send rate limit.")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -288,6 +291,9 @@ class SendingDomain(models.Model):
     is_paused = models.BooleanField(default=False)
     pause_reason = models.CharField(max_length=200, blank=True)
     dns_checks = models.JSONField(default=dict, blank=True, help_text="Last SPF/DKIM/DMARC results.")
+    dkim_selector = models.CharField(max_length=63, default="s1")
+    reputation_inputs = models.JSONField(default=dict, blank=True, help_text="The rates the score came from.")
+    paused_at = models.DateTimeField(null=True, blank=True)
     last_checked_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -302,6 +308,58 @@ class SendingDomain(models.Model):
 
     def __str__(self) -> str:
         return self.domain
+
+
+class Mailbox(models.Model):
+    """A sending address on a domain, with its own warm-up, caps and pause."""
+
+    sending_domain = models.ForeignKey(SendingDomain, on_delete=models.CASCADE, related_name="mailboxes")
+    local_part = models.CharField(max_length=64)
+    display_name = models.CharField(max_length=100, blank=True)
+    daily_cap = models.PositiveIntegerField(default=20, help_text="Today's cap; warm-up raises it to the target.")
+    target_daily_cap = models.PositiveIntegerField(default=50, validators=[MaxValueValidator(500)])
+    warmup_step = models.PositiveSmallIntegerField(default=5, help_text="Cap increase per day of warm-up.")
+    hourly_cap = models.PositiveIntegerField(default=10)
+    min_gap_seconds = models.PositiveIntegerField(default=60, help_text="Minimum time between two sends.")
+    sent_today = models.PositiveIntegerField(default=0)
+    is_paused = models.BooleanField(default=False)
+    pause_reason = models.CharField(max_length=200, blank=True)
+    last_sent_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["sending_domain", "local_part"]
+        constraints = [
+            models.UniqueConstraint(fields=["sending_domain", "local_part"], name="mailbox_unique_per_domain"),
+        ]
+
+    def __str__(self) -> str:
+        return self.address
+
+    @property
+    def address(self) -> str:
+        return f"{self.local_part}@{self.sending_domain.domain}"
+
+    @property
+    def warming_up(self) -> bool:
+        return self.daily_cap < self.target_daily_cap
+
+
+class PhoneNumber(models.Model):
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="phone_numbers")
+    number = models.CharField(max_length=16, validators=[E164])
+    daily_cap = models.PositiveIntegerField(default=200)
+    sent_today = models.PositiveIntegerField(default=0)
+    is_paused = models.BooleanField(default=False)
+    pause_reason = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["number"]
+        constraints = [models.UniqueConstraint(fields=["organization", "number"], name="phone_number_unique_per_org")]
+
+    def __str__(self) -> str:
+        return self.number
 
 
 class Message(models.Model):
@@ -331,6 +389,10 @@ class Message(models.Model):
     agent_decisions = models.JSONField(default=dict, blank=True, help_text="Per agent: what it chose and why.")
     sending_domain = models.ForeignKey(
         SendingDomain, null=True, blank=True, on_delete=models.SET_NULL, related_name="messages"
+    )
+    mailbox = models.ForeignKey(Mailbox, null=True, blank=True, on_delete=models.SET_NULL, related_name="messages")
+    phone_number = models.ForeignKey(
+        PhoneNumber, null=True, blank=True, on_delete=models.SET_NULL, related_name="messages"
     )
     from_address = models.CharField(max_length=254, blank=True)
     to_address = models.CharField(max_length=254)
@@ -466,3 +528,63 @@ class ICPProfile(models.Model):
 
     def __str__(self) -> str:
         return f"ICP of {self.organization}"
+
+
+class Alert(models.Model):
+    """Something an operator must look at; raised once per crossing, resolved when it clears."""
+
+    class Kind(models.TextChoices):
+        BOUNCE_RATE = "bounce_rate"
+        COMPLAINT_RATE = "complaint_rate"
+        DNS_FAILURE = "dns_failure", "DNS authentication failure"
+        LOW_REPUTATION = "low_reputation"
+        STUCK_SENDING = "stuck_sending", "Messages stuck in sending"
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="alerts")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    sending_domain = models.ForeignKey(SendingDomain, null=True, blank=True, on_delete=models.CASCADE)
+    mailbox = models.ForeignKey(Mailbox, null=True, blank=True, on_delete=models.CASCADE)
+    subject = models.CharField(max_length=64, help_text='What it is about, e.g. "domain:5" or "mailbox:9".')
+    message = models.CharField(max_length=500)
+    figures = models.JSONField(default=dict, blank=True)
+    raised_at = models.DateTimeField(auto_now_add=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-raised_at"]
+        constraints = [
+            # At most one open alert per condition and subject: a crossing alerts once.
+            models.UniqueConstraint(
+                fields=["organization", "kind", "subject"],
+                condition=Q(resolved_at__isnull=True),
+                name="alert_one_open_per_subject",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()}: {self.message}"
+
+
+class LinkedInTask(models.Model):
+    """LinkedIn has no public messaging API: an operator sends the message by hand and says so."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        SENT = "sent"
+        SKIPPED = "skipped"
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="linkedin_tasks")
+    message = models.OneToOneField(Message, on_delete=models.CASCADE, related_name="linkedin_task")
+    profile_url = models.URLField()
+    text = models.TextField()
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.PENDING)
+    handled_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    handled_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at"]
+        indexes = [models.Index(fields=["organization", "status"], name="linkedin_task_queue")]
+
+    def __str__(self) -> str:
+        return f"LinkedIn to {self.profile_url} ({self.status})"

@@ -14,15 +14,19 @@ from factory.django import DjangoModelFactory, Password
 
 from agents.models import (
     AgentRun,
+    Alert,
     Campaign,
     DecisionRule,
     ICPProfile,
     Lead,
+    LinkedInTask,
+    Mailbox,
     Membership,
     Message,
     Mission,
     MissionLead,
     Organization,
+    PhoneNumber,
     SendingDomain,
     Suppression,
 )
@@ -254,3 +258,41 @@ class ICPProfileFactory(DjangoModelFactory):
     organization = factory.SubFactory(OrganizationFactory)
     target_industries = ["SaaS"]
     target_seniorities = ["vp", "c_level"]
+
+
+class MailboxFactory(DjangoModelFactory):
+    class Meta:
+        model = Mailbox
+
+    sending_domain = factory.SubFactory(SendingDomainFactory)
+    local_part = factory.Sequence(lambda n: f"sender{n}")
+
+
+class PhoneNumberFactory(DjangoModelFactory):
+    class Meta:
+        model = PhoneNumber
+
+    organization = factory.SubFactory(OrganizationFactory)
+    number = factory.Sequence(lambda n: f"+1415555{n % 10000:04d}")
+
+
+class AlertFactory(DjangoModelFactory):
+    class Meta:
+        model = Alert
+
+    organization = factory.SubFactory(OrganizationFactory)
+    kind = Alert.Kind.BOUNCE_RATE
+    sending_domain = factory.SubFactory(SendingDomainFactory, organization=factory.SelfAttribute("..organization"))
+    subject = factory.LazyAttribute(lambda o: f"domain:{o.sending_domain.pk}")
+    message = "Bounce rate 3.1% over 28 days (threshold 2%)"
+    figures = {"bounce_rate": 0.031, "sent": 320}
+
+
+class LinkedInTaskFactory(DjangoModelFactory):
+    class Meta:
+        model = LinkedInTask
+
+    message = factory.SubFactory(MessageFactory, channel="linkedin")
+    organization = factory.SelfAttribute("message.organization")
+    profile_url = "https://www.linkedin.com/in/maya-okafor"
+    text = factory.SelfAttribute("message.body")

@@ -20,15 +20,19 @@ from rest_framework.authtoken.models import TokenProxy
 
 from agents.models import (
     AgentRun,
+    Alert,
     Campaign,
     DecisionRule,
     ICPProfile,
     Lead,
+    LinkedInTask,
+    Mailbox,
     Membership,
     Message,
     Mission,
     MissionLead,
     Organization,
+    PhoneNumber,
     SendingDomain,
     Suppression,
 )
@@ -59,6 +63,10 @@ REX_BUILDERS = {
     WebhookEvent: lambda: f.WebhookEventFactory(organization=f.OrganizationFactory()),
     ModelVersion: lambda: f.ModelVersionFactory(metrics={"auc": 0.71}),
     DecisionRule: f.DecisionRuleFactory,
+    Mailbox: f.MailboxFactory,
+    PhoneNumber: f.PhoneNumberFactory,
+    Alert: f.AlertFactory,
+    LinkedInTask: f.LinkedInTaskFactory,
     ICPProfile: lambda: f.ICPProfileFactory(weights={"industry": 0.5}),
     TrainingRun: lambda: f.TrainingRunFactory(
         organization=f.OrganizationFactory(),
