@@ -86,7 +86,8 @@ def test_time_zone_from_the_phone_number_when_the_lead_has_none():
 def test_an_organization_added_in_the_admin_gets_the_default_rules(admin_client):
     response = admin_client.post(
         "/admin/agents/organization/add/",
-        {"name": "Globex", "postal_address": "1 Main St", "memberships-TOTAL_FORMS": "0",
+        {"name": "Globex", "postal_address": "1 Main St", "max_touches_per_week": "3", "sends_per_minute": "60",
+         "memberships-TOTAL_FORMS": "0",
          "memberships-INITIAL_FORMS": "0"},
     )  # fmt: skip
     assert response.status_code == 302, response.content[:500]
