@@ -7,6 +7,16 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from agents.decisions.rules import rules_install_defaults
+from agents.domains import (
+    domain_health_check,
+    mailbox_pause,
+    mailbox_pause_and_move,
+    mailbox_resume,
+    sending_domain_pause,
+    sending_domain_pause_and_move,
+    sending_domain_resume,
+    warmup_stage,
+)
 from agents.missions import mission_cancel, mission_create, mission_retry_failed_leads
 from rex_project.admin_utils import json_display
 
@@ -335,6 +345,7 @@ class SendingDomainAdmin(admin.ModelAdmin):
         "sent_today",
         "warmup_stage",
         "is_paused",
+        "pause_reason",
         "last_checked_at",
     )
     list_filter = ("is_paused", "organization")
@@ -342,23 +353,52 @@ class SendingDomainAdmin(admin.ModelAdmin):
     search_fields = ("domain", "pause_reason")
     date_hierarchy = "created_at"
     autocomplete_fields = ("organization",)
-    readonly_fields = ("dns_checks_pretty", "last_checked_at", "created_at")
+    readonly_fields = ("dns_checks_pretty", "reputation_inputs_pretty", "paused_at", "last_checked_at", "created_at")
     inlines = (MailboxInline,)
     fields = (
         "organization",
         "domain",
+        "dkim_selector",
         "reputation_score",
+        "reputation_inputs_pretty",
         "daily_cap",
         "warmup_stage",
         "sent_today",
         "is_paused",
         "pause_reason",
+        "paused_at",
         "dns_checks_pretty",
         "last_checked_at",
         "created_at",
     )
+    actions = ("pause_domains", "resume_domains", "rotate_domains", "check_domains_now")
 
     dns_checks_pretty = json_display("dns_checks", "DNS checks")
+    reputation_inputs_pretty = json_display("reputation_inputs", "Reputation inputs")
+
+    @admin.action(description="Pause selected domains")
+    def pause_domains(self, request, queryset):
+        for domain in queryset:
+            sending_domain_pause(domain, reason=f"paused by {request.user.get_username()}")
+        self.message_user(request, f"Paused {len(queryset)} domain(s).")
+
+    @admin.action(description="Resume selected domains")
+    def resume_domains(self, request, queryset):
+        for domain in queryset.filter(is_paused=True):
+            sending_domain_resume(domain)
+        self.message_user(request, "Resumed the selected domains; open alerts stay until their condition clears.")
+
+    @admin.action(description="Rotate: pause and move queued messages to other domains")
+    def rotate_domains(self, request, queryset):
+        reason = f"rotated by {request.user.get_username()}"
+        moved = sum(sending_domain_pause_and_move(domain, reason=reason) for domain in queryset)
+        self.message_user(request, f"Paused {len(queryset)} domain(s); moved {moved} queued message(s).")
+
+    @admin.action(description="Check DNS and reputation now")
+    def check_domains_now(self, request, queryset):
+        for domain in queryset:
+            domain_health_check(domain)
+        self.message_user(request, f"Checked {len(queryset)} domain(s).")
 
 
 @admin.register(Message)
@@ -425,18 +465,52 @@ class SuppressionAdmin(admin.ModelAdmin):
 @admin.register(Mailbox)
 class MailboxAdmin(admin.ModelAdmin):
     list_display = (
-        "address_display", "daily_cap", "target_daily_cap", "sent_today", "hourly_cap", "is_paused",
-        "pause_reason", "last_sent_at",
+        "address_display", "warmup_display", "sent_today", "hourly_cap", "is_paused", "pause_reason", "last_sent_at",
     )  # fmt: skip
     list_filter = ("is_paused", "sending_domain__organization")
     list_select_related = ("sending_domain",)
     search_fields = ("local_part", "sending_domain__domain")
     autocomplete_fields = ("sending_domain",)
-    readonly_fields = ("last_sent_at", "created_at")
+    readonly_fields = ("warmup_display", "last_sent_at", "created_at")
+    actions = ("pause_mailboxes", "resume_mailboxes", "rotate_mailboxes", "check_mailboxes_now")
 
     @admin.display(description="address", ordering="local_part")
     def address_display(self, obj: Mailbox) -> str:
         return obj.address
+
+    @admin.display(description="warm-up (cap/target)", ordering="daily_cap")
+    def warmup_display(self, obj: Mailbox) -> str:
+        stage = warmup_stage(obj)
+        if not stage["warming_up"]:
+            return f"{obj.daily_cap}/{obj.target_daily_cap} warmed up"
+        return f"{obj.daily_cap}/{obj.target_daily_cap} (+{obj.warmup_step}/day, {stage['days_left']} day(s) left)"
+
+    @admin.action(description="Pause selected mailboxes (queued messages stay)")
+    def pause_mailboxes(self, request, queryset):
+        for mailbox in queryset:
+            mailbox_pause(mailbox, reason=f"paused by {request.user.get_username()}")
+        self.message_user(request, f"Paused {len(queryset)} mailbox(es); their queued messages wait.")
+
+    @admin.action(description="Resume selected mailboxes")
+    def resume_mailboxes(self, request, queryset):
+        for mailbox in queryset.filter(is_paused=True):
+            mailbox_resume(mailbox)
+        self.message_user(request, "Resumed the selected mailboxes.")
+
+    @admin.action(description="Rotate: pause and move queued messages to other mailboxes")
+    def rotate_mailboxes(self, request, queryset):
+        reason = f"rotated by {request.user.get_username()}"
+        moved = sum(mailbox_pause_and_move(mailbox, reason=reason) for mailbox in queryset.select_related(
+            "sending_domain__organization"
+        ))  # fmt: skip
+        self.message_user(request, f"Paused {len(queryset)} mailbox(es); moved {moved} queued message(s).")
+
+    @admin.action(description="Check their domains' DNS and reputation now")
+    def check_mailboxes_now(self, request, queryset):
+        domains = SendingDomain.objects.filter(pk__in=queryset.values("sending_domain_id"))
+        for domain in domains:
+            domain_health_check(domain)
+        self.message_user(request, f"Checked {len(domains)} domain(s).")
 
 
 @admin.register(PhoneNumber)
@@ -480,5 +554,7 @@ class LinkedInTaskAdmin(admin.ModelAdmin):
 
 
 # Admin pages that live beside the code they manage.
+from agents import outreach_admin as _outreach_admin  # noqa: E402,F401
+from agents import suppression_admin as _suppression_admin  # noqa: E402,F401
 from agents.decisions import admin as _decisions_admin  # noqa: E402,F401
 from agents.pipeline import admin as _pipeline_admin  # noqa: E402,F401

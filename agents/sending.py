@@ -7,8 +7,9 @@ from django.db.models import F
 from django.utils import timezone
 
 from agents.channels import ProviderError, provider_for
+from agents.compliance import email_compliance, sms_compliance
 from agents.decisions.lifecycle import lead_can, lead_transition
-from agents.models import Lead, Message, SendingDomain
+from agents.models import Lead, Mailbox, Message, PhoneNumber, SendingDomain
 from agents.suppressions import lead_suppression
 from outcomes.models import OutcomeLabel
 from outcomes.services import outcome_record_sent
@@ -31,7 +32,15 @@ def _claim(message_id: int) -> tuple[Message, OutcomeLabel] | None:
         outcome = outcome_record_sent(message=message)
         message.status = Message.Status.SENDING
         message.custom_args = {"rex_message_id": str(message.pk), "rex_outcome_id": str(outcome.pk)}
-        message.save(update_fields=["status", "custom_args", "updated_at"])
+        fields = ["status", "custom_args", "updated_at"]
+        # After the outcome row, so the training data keeps the body the writer produced, without the footer.
+        if message.channel == Message.Channel.EMAIL:
+            message.body, message.headers, message.rfc_message_id = email_compliance(message)
+            fields += ["body", "headers", "rfc_message_id"]
+        elif message.channel == Message.Channel.SMS:
+            message.body = sms_compliance(message)
+            fields.append("body")
+        message.save(update_fields=fields)
         return message, outcome
 
 
@@ -61,8 +70,7 @@ def message_send(*, message_id: int) -> Message:
             update_fields=["status", "provider", "provider_message_id", "provider_request", "sent_at", "updated_at"]
         )
         OutcomeLabel.objects.filter(pk=outcome.pk).update(sent_at=now)
-        if message.sending_domain_id:
-            SendingDomain.objects.filter(pk=message.sending_domain_id).update(sent_today=F("sent_today") + 1)
+        _count_send(message, now)
         lead = message.lead
         lead.last_contacted_at = now
         Lead.objects.filter(pk=lead.pk).update(last_contacted_at=now, updated_at=now)
@@ -72,6 +80,16 @@ def message_send(*, message_id: int) -> Message:
             # Only from the state we read: a reply recorded meanwhile is never overwritten.
             Lead.objects.filter(pk=lead.pk, state=before).update(state=lead.state)
     return message
+
+
+def _count_send(message: Message, now) -> None:
+    """Daily counts behind caps and warm-up (rate limits keep their own, shared counters)."""
+    if message.sending_domain_id:
+        SendingDomain.objects.filter(pk=message.sending_domain_id).update(sent_today=F("sent_today") + 1)
+    if message.mailbox_id:
+        Mailbox.objects.filter(pk=message.mailbox_id).update(sent_today=F("sent_today") + 1, last_sent_at=now)
+    if message.phone_number_id:
+        PhoneNumber.objects.filter(pk=message.phone_number_id).update(sent_today=F("sent_today") + 1)
 
 
 def _fail(message: Message, exc: ProviderError) -> None:

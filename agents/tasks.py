@@ -106,5 +106,37 @@ def release_due_messages(limit: int = 500) -> int:
 
 @shared_task(**RETRY)
 def reset_daily_counters() -> int:
-    """Beat, midnight UTC: every sending domain's daily count starts again."""
-    return SendingDomain.objects.exclude(sent_today=0).update(sent_today=0)
+    """Beat, midnight UTC: every domain's, mailbox's and phone number's daily count starts again."""
+    from agents.domains import counters_rollover
+
+    return counters_rollover()
+
+
+# Deliverability (issue 4). Imports are local so this block only appends to the module.
+
+
+@shared_task(**RETRY)
+def domain_health_check_all() -> int:
+    """Beat, hourly: one health-check task per sending domain, so a slow DNS server delays only its domain."""
+    domain_ids = list(SendingDomain.objects.order_by("pk").values_list("pk", flat=True))
+    for domain_id in domain_ids:
+        domain_health_check_one.delay(domain_id)
+    return len(domain_ids)
+
+
+@shared_task(**RETRY)
+def domain_health_check_one(domain_id: int) -> None:
+    from agents.domains import domain_health_check
+
+    domain = SendingDomain.objects.filter(pk=domain_id).first()
+    if domain is None:
+        return  # deleted since it was enqueued
+    domain_health_check(domain)
+
+
+@shared_task(**RETRY)
+def warmup_advance_all() -> int:
+    """Beat, daily 00:05 UTC: every warming-up mailbox's cap takes one more step toward its target."""
+    from agents.domains import mailboxes_warmup_advance_all
+
+    return mailboxes_warmup_advance_all()

@@ -250,6 +250,11 @@ TWILIO_API_BASE_URL = env.str("TWILIO_API_BASE_URL", default="")
 TWILIO_FROM_NUMBER = env.str("TWILIO_FROM_NUMBER", default="+15005550006")
 DEFAULT_SENDER_LOCALPART = env.str("DEFAULT_SENDER_LOCALPART", default="hello")
 
+# --- Deliverability -----------------------------------------------------------------------
+# Resolvers for SPF/DKIM/DMARC checks: "ip", "ip:port" or "[v6]:port"; empty = the system's.
+DNS_NAMESERVERS = env.list("DNS_NAMESERVERS", default=[])
+DNS_TIMEOUT = env.float("DNS_TIMEOUT", default=3.0)
+
 # --- Pipeline --------------------------------------------------------------------------
 MISSION_BATCH_SIZE = env.int("MISSION_BATCH_SIZE", default=25)
 SCRAPER_WEBSITE_ENABLED = env.bool("SCRAPER_WEBSITE_ENABLED", default=True)

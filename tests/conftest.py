@@ -8,6 +8,7 @@ from django.db import connection
 from rest_framework.test import APIClient
 
 from agents.decisions.rules import forget_loaded_rules
+from agents.rate_limits import rate_limits_reset
 from rex_project.celery import app as celery_app
 from rex_project.worker import start_worker, stop_worker
 from tests.factories import MembershipFactory
@@ -45,6 +46,7 @@ def _clear_cache():
     # Throttle counters, cached lookups and rules loaded in this process must not leak between tests.
     cache.clear()
     forget_loaded_rules()
+    rate_limits_reset()
     yield
 
 

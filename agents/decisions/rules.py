@@ -58,6 +58,17 @@ DEFAULT_RULES: list[dict[str, Any]] = [
         "parameters": {"days": 14},
     },
     {
+        "name": "Frequency cap reached waits",
+        "stage": Stage.OUTREACH,
+        "condition": (
+            "touches_last_7_days != null and max_touches_per_week != null"
+            " and touches_last_7_days >= max_touches_per_week"
+        ),
+        "action": Action.DELAY,
+        "priority": 25,
+        "parameters": {"days": 7},
+    },
+    {
         "name": "Outside the send window waits",
         "stage": Stage.OUTREACH,
         "condition": "not in_send_window",

@@ -1,23 +1,19 @@
-"""DeliverabilityAgent: picks the sending domain (email) or number (SMS) for each message."""
+"""DeliverabilityAgent: picks the mailbox (email) or phone number (SMS) each message goes out from."""
 
 import random
 
 from django.conf import settings
 
 from agents.decisions.engine import decide
-from agents.models import AgentRun, Lead, Message, MissionLead, SendingDomain
+from agents.domains import mailboxes_ensure_default, message_assign_mailbox, pick_mailbox, pick_phone_number
+from agents.models import AgentRun, Lead, Message, MissionLead, PhoneNumber
 from agents.pipeline.base import Agent, StepResult
 
-HEALTHY_REPUTATION = 0.7
 
-
-def pick_domain(domains: list[SendingDomain], *, rng: random.Random, exclude: set[int]) -> SendingDomain | None:
-    """A domain with capacity left, weighted by reputation × remaining share of its cap."""
-    candidates = [d for d in domains if d.pk not in exclude and not d.is_paused and d.sent_today < d.daily_cap]
-    if not candidates:
-        return None
-    weights = [max(d.reputation_score, 0.01) * (d.daily_cap - d.sent_today) / d.daily_cap for d in candidates]
-    return rng.choices(candidates, weights=weights, k=1)[0]
+def _no_capacity(what: str) -> StepResult:
+    return StepResult(
+        proceed=False, final_status=MissionLead.Status.SKIPPED, output={"error": f"no {what} with capacity"}
+    )
 
 
 class DeliverabilityAgent(Agent):
@@ -25,33 +21,57 @@ class DeliverabilityAgent(Agent):
 
     def __init__(self, *, mission):
         super().__init__(mission=mission)
-        self.domains = list(SendingDomain.objects.filter(organization=self.organization, is_paused=False))
+        # A domain set up before mailboxes existed sends as DEFAULT_SENDER_LOCALPART@domain.
+        mailboxes_ensure_default(organization=self.organization)
+        self.has_numbers = PhoneNumber.objects.filter(organization=self.organization).exists()
 
     def process(self, lead: Lead) -> StepResult:
-        message = Message.objects.get(mission=self.mission, lead=lead, step=1)
+        message = Message.objects.select_related("campaign").get(mission=self.mission, lead=lead, step=1)
         if message.status != Message.Status.QUEUED:
             return StepResult(output={"message_id": message.pk, "unchanged": message.status})
         if message.channel == Message.Channel.SMS:
+            return self._choose_number(message, lead)
+        return self._choose_mailbox(message, lead)
+
+    def _choose_number(self, message: Message, lead: Lead) -> StepResult:
+        if not self.has_numbers:
             message.from_address = settings.TWILIO_FROM_NUMBER
             message.save(update_fields=["from_address", "updated_at"])
             return StepResult(output={"message_id": message.pk, "from": message.from_address})
-        rng = random.Random(f"{self.mission.pk}:{lead.pk}:domain")
-        domain = pick_domain(self.domains, rng=rng, exclude=set())
-        if domain is None:
-            return StepResult(
-                proceed=False,
-                final_status=MissionLead.Status.SKIPPED,
-                output={"error": "no sending domain with capacity"},
-            )
+        number = pick_phone_number(
+            organization=self.organization, rng=random.Random(f"{self.mission.pk}:{lead.pk}:sms")
+        )
+        if number is None:
+            return _no_capacity("phone number")
+        message.phone_number, message.from_address = number, number.number
+        message.save(update_fields=["phone_number", "from_address", "updated_at"])
+        return StepResult(output={"message_id": message.pk, "from": message.from_address})
+
+    def _choose_mailbox(self, message: Message, lead: Lead) -> StepResult:
+        rng = random.Random(f"{self.mission.pk}:{lead.pk}:mailbox")
+        mailbox = pick_mailbox(organization=self.organization, rng=rng, campaign=message.campaign)
+        if mailbox is None:
+            return _no_capacity("sending mailbox")
+        domain = mailbox.sending_domain
         decision = decide(
             lead=lead,
             stage="deliverability",
-            facts={"domain_reputation": domain.reputation_score, "domain": domain.domain, "channel": message.channel},
+            facts={
+                "domain_reputation": domain.reputation_score,
+                "domain": domain.domain,
+                "mailbox": mailbox.address,
+                "channel": message.channel,
+            },
         )
         if decision.action == "rotate_domain":
-            healthy = [d for d in self.domains if d.reputation_score >= HEALTHY_REPUTATION]
-            domain = pick_domain(healthy, rng=rng, exclude={domain.pk}) or domain
-        message.sending_domain = domain
-        message.from_address = f"{settings.DEFAULT_SENDER_LOCALPART}@{domain.domain}"
-        message.save(update_fields=["sending_domain", "from_address", "updated_at"])
-        return StepResult(decision=decision, output={"message_id": message.pk, "domain": domain.domain})
+            # Another domain's mailbox if there is one; otherwise the first choice still beats not sending.
+            same_domain = domain.mailboxes.values_list("pk", flat=True)
+            mailbox = (
+                pick_mailbox(organization=self.organization, rng=rng, exclude=same_domain, campaign=message.campaign)
+                or mailbox
+            )
+        message_assign_mailbox(message=message, mailbox=mailbox)
+        return StepResult(
+            decision=decision,
+            output={"message_id": message.pk, "domain": mailbox.sending_domain.domain, "mailbox": mailbox.address},
+        )

@@ -6,21 +6,28 @@ from django.utils import timezone
 
 from agents.decisions.engine import decide
 from agents.decisions.lifecycle import lead_can, lead_transition
-from agents.models import AgentRun, Lead, Message, MissionLead
+from agents.models import AgentRun, Lead, LinkedInTask, Message, MissionLead
 from agents.pipeline.base import Agent, StepResult
+from agents.rate_limits import send_allowed
 from agents.send_windows import in_send_window, next_window_start
 from agents.sending import message_send
 from agents.suppressions import lead_suppression
 
+TOUCH_WINDOW = dt.timedelta(days=7)
+
 
 def outreach_facts(*, lead: Lead, message: Message, now: dt.datetime) -> dict:
     days = (now - lead.last_contacted_at).days if lead.last_contacted_at else None
+    # The frequency cap counts every channel together (email, SMS and LinkedIn sends marked by an operator).
+    touches = Message.objects.filter(lead=lead, status=Message.Status.SENT, sent_at__gte=now - TOUCH_WINDOW).count()
     return {
         "suppressed": lead_suppression(lead) is not None,
         "days_since_contact": days,
         "in_send_window": in_send_window(lead=lead, channel=message.channel, now=now, campaign=message.campaign),
         "channel": message.channel,
         "step": message.step,
+        "touches_last_7_days": touches,
+        "max_touches_per_week": lead.organization.max_touches_per_week,
     }
 
 
@@ -52,11 +59,34 @@ def gate_and_send(*, lead: Lead, message: Message) -> StepResult:
         if decision.action == "stop" and lead_can(lead, "suppress") and lead_suppression(lead):
             lead_transition(lead, "suppress")
         return StepResult(proceed=False, decision=decision, final_status=MissionLead.Status.SKIPPED)
+    if message.channel == Message.Channel.LINKEDIN:
+        return _linkedin_task(lead=lead, message=message, decision=decision)
+    allowed, retry_at, reason = send_allowed(message=message, now=now)
+    if not allowed:
+        # Deferred, not lost: the message stays queued and the release sweep sends it at retry_at.
+        Message.objects.filter(pk=message.pk, status=Message.Status.QUEUED).update(
+            scheduled_for=retry_at, updated_at=now
+        )
+        output = {"message_id": message.pk, "deferred": reason, "scheduled_for": retry_at.isoformat()}
+        return StepResult(proceed=False, decision=decision, output=output)
     sent = message_send(message_id=message.pk)
     return StepResult(
         decision=decision,
         output={"message_id": sent.pk, "status": sent.status, "provider_message_id": sent.provider_message_id},
     )
+
+
+def _linkedin_task(*, lead: Lead, message: Message, decision) -> StepResult:
+    """No public LinkedIn messaging API: an operator sends it by hand; the message stays queued until then."""
+    task, _ = LinkedInTask.objects.get_or_create(
+        message=message,
+        defaults={"organization_id": message.organization_id, "profile_url": lead.linkedin_url, "text": message.body},
+    )
+    # Out of the release sweep: the operator's "sent" or "skipped" settles it, not the clock.
+    Message.objects.filter(pk=message.pk, status=Message.Status.QUEUED).update(
+        scheduled_for=None, updated_at=timezone.now()
+    )
+    return StepResult(proceed=False, decision=decision, output={"message_id": message.pk, "linkedin_task": task.pk})
 
 
 class OutreachAgent(Agent):

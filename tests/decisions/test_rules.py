@@ -176,12 +176,12 @@ def test_a_cleared_cache_never_leaves_stale_rules(org, settings):
 
 
 def test_defaults_install_idempotently(org):
-    assert rules_install_defaults(organization=org) == len(DEFAULT_RULES) == 7
+    assert rules_install_defaults(organization=org) == len(DEFAULT_RULES) == 8
     DecisionRule.objects.filter(organization=org, name="Outside the send window waits").update(priority=99)
 
     assert rules_install_defaults(organization=org) == 0
 
-    assert DecisionRule.objects.filter(organization=org).count() == 7
+    assert DecisionRule.objects.filter(organization=org).count() == 8
     assert DecisionRule.objects.get(organization=org, name="Outside the send window waits").priority == 99
 
 
@@ -213,6 +213,7 @@ def test_the_data_migration_installs_the_same_defaults_for_every_organization(or
 
     migration.install_default_rules(apps, None)
     migration.install_default_rules(apps, None)
+    importlib.import_module("agents.migrations.0006_frequency_cap_rule").install_frequency_cap_rule(apps, None)
 
     def stored(organization):
         fields = ("name", "stage", "condition", "action", "priority", "parameters")

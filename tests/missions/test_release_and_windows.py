@@ -8,7 +8,13 @@ from agents import tasks
 from agents.decisions.rules import rules_install_defaults
 from agents.models import DecisionRule, Lead, Message
 from agents.send_windows import in_send_window, next_window_start
-from tests.factories import LeadFactory, MessageFactory, OrganizationFactory, SendingDomainFactory
+from tests.factories import (
+    LeadFactory,
+    MessageFactory,
+    OrganizationFactory,
+    PhoneNumberFactory,
+    SendingDomainFactory,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -99,13 +105,15 @@ def test_a_send_counts_against_its_domain_and_the_count_resets_daily():
     rules_install_defaults(organization=organization)
     lead = LeadFactory(organization=organization, state=Lead.State.SCHEDULED, timezone=_zone_at_local_hour(10, 17))
     domain = SendingDomainFactory(organization=organization, sent_today=3)
+    number = PhoneNumberFactory(organization=organization, sent_today=1)
     MessageFactory(
         organization=organization, lead=lead, channel="sms", to_address=lead.phone, status="queued",
-        sending_domain=domain, scheduled_for=timezone.now() - dt.timedelta(minutes=1),
+        sending_domain=domain, phone_number=number, scheduled_for=timezone.now() - dt.timedelta(minutes=1),
     )  # fmt: skip
     assert tasks.release_due_messages() == 1
     domain.refresh_from_db()
-    assert domain.sent_today == 4
+    number.refresh_from_db()
+    assert (domain.sent_today, number.sent_today) == (4, 2)
     assert tasks.reset_daily_counters() >= 1
     domain.refresh_from_db()
     assert domain.sent_today == 0

@@ -24,6 +24,21 @@ SCHEDULE = {
         "Every minute: sends held for a send window or a recency rule go out soon after they may, "
         "and the due time lives in the database, not in a broker ETA that could outlive Redis's visibility timeout.",
     ),
+    "Check sending-domain health": (
+        "agents.tasks.domain_health_check_all",
+        {"minute": "17"},
+        {},
+        "Hourly, off the top of the hour when providers' DNS is busiest: DNS authentication and the 28-day "
+        "bounce/complaint rates are re-checked so a failing domain or mailbox is paused within the hour, "
+        "and one that recovered resumes within the hour.",
+    ),
+    "Advance mailbox warm-up": (
+        "agents.tasks.warmup_advance_all",
+        {"minute": "5", "hour": "0"},
+        {},
+        "Daily 00:05 UTC, just after the counters reset at midnight: each warming mailbox gets one more step "
+        "of daily cap for the new day, never more than one step per day.",
+    ),
     "Clean expired task results": (
         "celery.backend_cleanup",
         {"minute": "0", "hour": "4"},
