@@ -404,6 +404,7 @@ class Message(models.Model):
     headers = models.JSONField(default=dict, blank=True)
     provider_request = models.JSONField(default=dict, blank=True, help_text="Exact request (sandbox sends).")
     error = models.TextField(blank=True)
+    send_attempts = models.PositiveSmallIntegerField(default=0, help_text="Provider calls made for this message.")
     scheduled_for = models.DateTimeField(null=True, blank=True)
     sent_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

@@ -1,6 +1,8 @@
 """Sending one message: queued → sending → sent | failed, never twice, never to a suppressed contact."""
 
+import datetime as dt
 import logging
+import random
 
 from django.db import transaction
 from django.db.models import F
@@ -15,6 +17,10 @@ from outcomes.models import OutcomeLabel
 from outcomes.services import outcome_record_sent
 
 logger = logging.getLogger("rex.sending")
+
+MAX_SEND_ATTEMPTS = 5
+RETRY_BASE_SECONDS = 30  # "full jitter": a random wait up to 30 s, 60 s, 120 s, … capped below
+RETRY_MAX_SECONDS = 1800
 
 
 def _claim(message_id: int) -> tuple[Message, OutcomeLabel] | None:
@@ -31,8 +37,9 @@ def _claim(message_id: int) -> tuple[Message, OutcomeLabel] | None:
             return None
         outcome = outcome_record_sent(message=message)
         message.status = Message.Status.SENDING
+        message.send_attempts += 1
         message.custom_args = {"rex_message_id": str(message.pk), "rex_outcome_id": str(outcome.pk)}
-        fields = ["status", "custom_args", "updated_at"]
+        fields = ["status", "send_attempts", "custom_args", "updated_at"]
         # After the outcome row, so the training data keeps the body the writer produced, without the footer.
         if message.channel == Message.Channel.EMAIL:
             message.body, message.headers, message.rfc_message_id = email_compliance(message)
@@ -93,13 +100,22 @@ def _count_send(message: Message, now) -> None:
 
 
 def _fail(message: Message, exc: ProviderError) -> None:
-    # Retryable errors go back to the queue for the task's retry; ambiguous ones stay "sending" for an
-    # operator (the provider may have sent it); the rest fail for good.
+    # Retryable errors go back to the queue with a later due time (backoff with jitter) until the
+    # attempts run out; ambiguous ones stay "sending" for an operator (the provider may have sent it);
+    # the rest fail for good.
+    now = timezone.now()
+    update = {"error": str(exc)[:2000], "updated_at": now}
+    if exc.retryable and message.send_attempts >= MAX_SEND_ATTEMPTS:
+        exc.retryable = False
+        update["error"] = f"gave up after {message.send_attempts} attempts: {exc}"[:2000]
     if exc.ambiguous:
-        status = Message.Status.SENDING
+        update["status"] = Message.Status.SENDING
+    elif exc.retryable:
+        backoff = min(RETRY_BASE_SECONDS * 2 ** (message.send_attempts - 1), RETRY_MAX_SECONDS)
+        update.update(
+            status=Message.Status.QUEUED, scheduled_for=now + dt.timedelta(seconds=random.uniform(0, backoff))
+        )
     else:
-        status = Message.Status.QUEUED if exc.retryable else Message.Status.FAILED
-    Message.objects.filter(pk=message.pk, status=Message.Status.SENDING).update(
-        status=status, error=str(exc)[:2000], updated_at=timezone.now()
-    )
+        update["status"] = Message.Status.FAILED
+    Message.objects.filter(pk=message.pk, status=Message.Status.SENDING).update(**update)
     logger.warning("send of message %s failed (%s): %s", message.pk, "will retry" if exc.retryable else "final", exc)

@@ -4,6 +4,7 @@ import datetime as dt
 
 from django.utils import timezone
 
+from agents.channels import ProviderError
 from agents.decisions.engine import decide
 from agents.decisions.lifecycle import lead_can, lead_transition
 from agents.models import AgentRun, Lead, LinkedInTask, Message, MissionLead
@@ -69,7 +70,13 @@ def gate_and_send(*, lead: Lead, message: Message) -> StepResult:
         )
         output = {"message_id": message.pk, "deferred": reason, "scheduled_for": retry_at.isoformat()}
         return StepResult(proceed=False, decision=decision, output=output)
-    sent = message_send(message_id=message.pk)
+    try:
+        sent = message_send(message_id=message.pk)
+    except ProviderError as exc:
+        # The message already says what happened: back in the queue with a due time, or failed.
+        output = {"message_id": message.pk, "provider_error": str(exc)[:300], "retry": exc.retryable}
+        final = MissionLead.Status.DONE if exc.retryable or exc.ambiguous else MissionLead.Status.FAILED
+        return StepResult(proceed=False, decision=decision, output=output, final_status=final)
     return StepResult(
         decision=decision,
         output={"message_id": sent.pk, "status": sent.status, "provider_message_id": sent.provider_message_id},

@@ -15,24 +15,15 @@ from tests.factories import (
     PhoneNumberFactory,
     SendingDomainFactory,
 )
+from tests.local_time import zone_at_local_hour
 
 pytestmark = pytest.mark.django_db
-
-
-def _zone_at_local_hour(low: int, high: int) -> str:
-    """A fixed-offset zone where it is now between low and high o'clock."""
-    now = timezone.now()
-    for offset in range(-12, 15):
-        name = f"Etc/GMT{'-' if offset >= 0 else '+'}{abs(offset)}"
-        if low <= now.astimezone(zoneinfo.ZoneInfo(name)).hour < high:
-            return name
-    raise AssertionError("no zone found")
 
 
 def test_due_message_is_released_and_sent_once():
     organization = OrganizationFactory()
     rules_install_defaults(organization=organization)
-    lead = LeadFactory(organization=organization, state=Lead.State.SCHEDULED, timezone=_zone_at_local_hour(10, 19))
+    lead = LeadFactory(organization=organization, state=Lead.State.SCHEDULED, timezone=zone_at_local_hour(10, 19))
     message = MessageFactory(
         organization=organization, lead=lead, channel="sms", to_address=lead.phone, from_address="+15005550006",
         status="queued", scheduled_for=timezone.now() - dt.timedelta(minutes=1),
@@ -51,7 +42,7 @@ def test_due_message_is_released_and_sent_once():
 def test_released_message_outside_its_window_waits_again():
     organization = OrganizationFactory()
     rules_install_defaults(organization=organization)
-    lead = LeadFactory(organization=organization, state=Lead.State.SCHEDULED, timezone=_zone_at_local_hour(0, 6))
+    lead = LeadFactory(organization=organization, state=Lead.State.SCHEDULED, timezone=zone_at_local_hour(0, 6))
     message = MessageFactory(
         organization=organization, lead=lead, channel="sms", to_address=lead.phone, status="queued",
         scheduled_for=timezone.now() - dt.timedelta(minutes=1),
@@ -103,7 +94,7 @@ def test_an_organization_added_in_the_admin_gets_the_default_rules(admin_client)
 def test_a_send_counts_against_its_domain_and_the_count_resets_daily():
     organization = OrganizationFactory()
     rules_install_defaults(organization=organization)
-    lead = LeadFactory(organization=organization, state=Lead.State.SCHEDULED, timezone=_zone_at_local_hour(10, 17))
+    lead = LeadFactory(organization=organization, state=Lead.State.SCHEDULED, timezone=zone_at_local_hour(10, 17))
     domain = SendingDomainFactory(organization=organization, sent_today=3)
     number = PhoneNumberFactory(organization=organization, sent_today=1)
     MessageFactory(
