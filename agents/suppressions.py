@@ -1,20 +1,21 @@
 """Who must never be contacted: checked right before every send, not only when planning."""
 
-from django.db.models import Q
-
 from agents.models import Lead, Suppression
 
 
 def suppression_for(*, organization_id: int, email: str = "", phone: str = "") -> Suppression | None:
     """The entry that blocks this address or number (or the address's whole domain), if any."""
-    match = Q(pk__in=[])
+    wanted = set()
     if email:
         email = email.strip().lower()
-        match |= Q(kind=Suppression.Kind.EMAIL, value=email)
-        match |= Q(kind=Suppression.Kind.DOMAIN, value=email.rsplit("@", 1)[-1])
+        wanted |= {(Suppression.Kind.EMAIL, email), (Suppression.Kind.DOMAIN, email.rsplit("@", 1)[-1])}
     if phone:
-        match |= Q(kind=Suppression.Kind.PHONE, value=phone)
-    return Suppression.objects.filter(match, organization_id=organization_id).first()
+        wanted.add((Suppression.Kind.PHONE, phone))
+    if not wanted:
+        return None
+    # One indexed lookup by value; the kind is matched here (a value is rarely stored under two kinds).
+    candidates = Suppression.objects.filter(organization_id=organization_id, value__in={v for _, v in wanted})
+    return next((entry for entry in candidates if (entry.kind, entry.value) in wanted), None)
 
 
 def lead_suppression(lead: Lead) -> Suppression | None:
