@@ -23,13 +23,13 @@ RETRY_BASE_SECONDS = 30  # "full jitter": a random wait up to 30 s, 60 s, 120 s,
 RETRY_MAX_SECONDS = 1800
 
 
-def _claim(message_id: int) -> tuple[Message, OutcomeLabel] | None:
+def _claim(message_id: int, *, suppression_checked: bool) -> tuple[Message, OutcomeLabel] | None:
     """Move a queued message to ``sending`` under a row lock; None if it is not ours to send."""
     with transaction.atomic():
         message = Message.objects.select_for_update().select_related("lead").get(pk=message_id)
         if message.status != Message.Status.QUEUED:
             return None  # sent, failed, cancelled or in flight elsewhere: never send twice
-        suppression = lead_suppression(message.lead)
+        suppression = None if suppression_checked else lead_suppression(message.lead)
         if suppression is not None:
             message.status = Message.Status.CANCELLED
             message.error = f"suppressed: {suppression}"
@@ -51,13 +51,16 @@ def _claim(message_id: int) -> tuple[Message, OutcomeLabel] | None:
         return message, outcome
 
 
-def message_send(*, message_id: int) -> Message:
+def message_send(*, message_id: int, suppression_checked: bool = False) -> Message:
     """Send through the channel's provider. Safe to call again: only a queued message goes out.
+
+    ``suppression_checked``: the caller looked the contact up an instant ago (the outreach gate
+    does), so the claim does not query it again.
 
     A worker killed between the provider call and the final commit leaves the message in
     ``sending``; it is never resent automatically (an operator decides).
     """
-    claimed = _claim(message_id)
+    claimed = _claim(message_id, suppression_checked=suppression_checked)
     if claimed is None:
         return Message.objects.get(pk=message_id)
     message, outcome = claimed

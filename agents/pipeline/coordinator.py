@@ -113,7 +113,7 @@ def release_due(*, now, limit: int) -> int:
     due = (
         Message.objects.filter(status=Message.Status.QUEUED, scheduled_for__lte=now)
         .exclude(mission__status=Mission.Status.CANCELLED)
-        .select_related("lead", "campaign", "mission")
+        .select_related("lead", "campaign", "mission", "mailbox", "organization")
         .order_by("scheduled_for")[:limit]
     )
     released = 0

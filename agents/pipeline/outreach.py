@@ -42,9 +42,8 @@ def _due_time(*, lead: Lead, message: Message, params: dict, now: dt.datetime) -
 def gate_and_send(*, lead: Lead, message: Message) -> StepResult:
     """Decide now, right before sending; send, wait for a later time, or stop."""
     now = timezone.now()
-    decision = decide(
-        lead=lead, stage="outreach", event="contact", facts=outreach_facts(lead=lead, message=message, now=now)
-    )
+    facts = outreach_facts(lead=lead, message=message, now=now)
+    decision = decide(lead=lead, stage="outreach", event="contact", facts=facts)
     if decision.action == "delay":
         due = _due_time(lead=lead, message=message, params=decision.params, now=now)
         Message.objects.filter(pk=message.pk).update(scheduled_for=due, updated_at=now)
@@ -71,7 +70,8 @@ def gate_and_send(*, lead: Lead, message: Message) -> StepResult:
         output = {"message_id": message.pk, "deferred": reason, "scheduled_for": retry_at.isoformat()}
         return StepResult(proceed=False, decision=decision, output=output)
     try:
-        sent = message_send(message_id=message.pk)
+        # The rules just saw the suppression list (a suppressed contact never gets here).
+        sent = message_send(message_id=message.pk, suppression_checked=not facts["suppressed"])
     except ProviderError as exc:
         # The message already says what happened: back in the queue with a due time, or failed.
         output = {"message_id": message.pk, "provider_error": str(exc)[:300], "retry": exc.retryable}
@@ -102,7 +102,9 @@ class OutreachAgent(Agent):
     atomic_per_lead = False
 
     def process(self, lead: Lead) -> StepResult:
-        message = Message.objects.select_related("campaign").get(mission=self.mission, lead=lead, step=1)
+        message = Message.objects.select_related("campaign", "mailbox", "organization").get(
+            mission=self.mission, lead=lead, step=1
+        )
         if message.status != Message.Status.QUEUED:
             return StepResult(output={"message_id": message.pk, "unchanged": message.status})
         return gate_and_send(lead=lead, message=message)

@@ -92,7 +92,7 @@ class Command(BaseCommand):
         self.stdout.write("  funnel:   " + ", ".join(f"{k} {v}" for k, v in funnel.items()))
         held = mission.messages.filter(status=Message.Status.QUEUED, scheduled_for__isnull=False).count()
         if held:
-            self.stdout.write(f"  held:     {held} message(s) wait in the database for their send window")
+            self.stdout.write(f"  held:     {held} message(s) wait in the database (send window or rate limit)")
         stats = decision_stats(organization=mission.organization)
         split = ", ".join(f"{layer} {v['count']} ({v['percent']}%)" for layer, v in stats["layers"].items())
         self.stdout.write(f"  decisions: {stats['decisions']}: {split}")
