@@ -58,6 +58,7 @@ class SQLiteStorage(Storage, MovingWindowSupport):
         if getattr(self._local, "pid", None) != os.getpid():
             db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
             db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")  # counters: losing the last instant on power loss is fine
             db.execute(
                 "CREATE TABLE IF NOT EXISTS hits (key TEXT NOT NULL, at REAL NOT NULL, expires_at REAL NOT NULL)"
             )
@@ -82,6 +83,12 @@ class SQLiteStorage(Storage, MovingWindowSupport):
             db.execute("ROLLBACK")
             raise
         return allowed
+
+    def release_entry(self, key: str) -> None:
+        """Give back the newest slot of ``key`` (a send refused by a later limit takes none)."""
+        db = self._db()
+        db.execute("DELETE FROM hits WHERE rowid = (SELECT MAX(rowid) FROM hits WHERE key = ?)", (key,))
+        db.commit()
 
     def get_moving_window(self, key: str, limit: int, expiry: int) -> tuple[float, int]:
         now = time.time()
@@ -153,25 +160,31 @@ def _retry_at(*, start: float, expiry: int, now: dt.datetime) -> dt.datetime:
     return max(now, dt.datetime.fromtimestamp(start + expiry, tz=dt.UTC))
 
 
+def _release(key: str) -> None:
+    store = storage()
+    if isinstance(store, SQLiteStorage):
+        store.release_entry(key)
+    else:  # limits' Redis moving window is a list of timestamps, newest first (LPUSH)
+        store.get_connection().lpop(store.prefixed_key(key))
+
+
 def consume(limits_: list[Limit], *, now: dt.datetime) -> tuple[bool, dt.datetime | None, str]:
     """Take one slot from every limit, or from none when one is full; (allowed, retry_at, reason).
 
-    All-or-nothing as far as the library allows: every limit is tested first and nothing is taken if one is
-    full. Another process can fill a limit between the test and the take; the slots already taken then stay
-    taken (``limits`` cannot give one back), so a race over-counts and defers, it never exceeds a limit.
+    Each take is one atomic check-and-add in the store; when a limit is full, the slots already taken
+    for this send are given back, so a refused send counts against nothing. Most sends pass every
+    limit, so this costs one round trip per limit instead of a check and a take.
     """
-    blocked = []
-    for key, rate in limits_:
-        amount, expiry, start, count = _window(key, rate)
-        if count + 1 > amount:
-            blocked.append((_retry_at(start=start, expiry=expiry, now=now), f"{key} over {rate}"))
-    if blocked:
-        return False, *max(blocked)
+    taken: list[str] = []
     for key, rate in limits_:
         item = limits.parse(rate)
-        if not storage().acquire_entry(key, item.amount, item.get_expiry()):
-            _, expiry, start, _ = _window(key, rate)
-            return False, _retry_at(start=start, expiry=expiry, now=now), f"{key} over {rate}"
+        if storage().acquire_entry(key, item.amount, item.get_expiry()):
+            taken.append(key)
+            continue
+        for done in taken:
+            _release(done)
+        _, expiry, start, _ = _window(key, rate)
+        return False, _retry_at(start=start, expiry=expiry, now=now), f"{key} over {rate}"
     return True, None, ""
 
 
