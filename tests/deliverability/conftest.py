@@ -4,49 +4,18 @@ import datetime as dt
 
 import pytest
 from django.utils import timezone
-from dnslib import QTYPE, RCODE, RR, TXT
-from dnslib.dns import DNSError
-from dnslib.server import BaseResolver, DNSLogger, DNSServer
 
+from agents.domains.local_dns import ZoneResolver, serving
 from agents.models import Message
 from outcomes.models import OutcomeLabel
 from tests.factories import LeadFactory, MissionFactory
 
 
-class ZoneResolver(BaseResolver):
-    """TXT records by name; an unknown name is NXDOMAIN, a name in ``silent`` never answers (a timeout)."""
-
-    def __init__(self):
-        self.txt: dict[str, list[str]] = {}
-        self.silent: set[str] = set()
-
-    def resolve(self, request, handler):
-        name = str(request.q.qname).rstrip(".").lower()
-        if name in self.silent:
-            raise DNSError("dropped on purpose")  # dnslib logs it and sends nothing
-        reply = request.reply()
-        if name not in self.txt:
-            reply.header.rcode = RCODE.NXDOMAIN
-        elif request.q.qtype == QTYPE.TXT:
-            for text in self.txt[name]:
-                reply.add_answer(RR(name, QTYPE.TXT, rdata=TXT(text), ttl=60))
-        return reply
-
-    def authenticate(self, domain: str, *, selector: str = "s1", policy: str = "reject") -> None:
-        """SPF, DKIM and DMARC all in place for ``domain``."""
-        self.txt[domain] = ["google-site-verification=abc", "v=spf1 include:sendgrid.net -all"]
-        self.txt[f"{selector}._domainkey.{domain}"] = ["v=DKIM1; k=rsa; p=MIGfMA0GCSqGSIb3DQEBAQUAA4GNADCBiQKBgQC"]
-        self.txt[f"_dmarc.{domain}"] = [f"v=DMARC1; p={policy}; rua=mailto:dmarc@{domain}"]
-
-
 @pytest.fixture(scope="session")
 def dns_server():
     resolver = ZoneResolver()
-    server = DNSServer(resolver, address="127.0.0.1", port=0, logger=DNSLogger(logf=lambda *_: None))
-    server.start_thread()
-    yield resolver, server.server.server_address[1]
-    server.stop()
-    server.server.server_close()
+    with serving(resolver) as address:
+        yield resolver, int(address.rsplit(":", 1)[1])
 
 
 @pytest.fixture

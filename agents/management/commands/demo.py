@@ -7,7 +7,10 @@ import uuid
 from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
+from django.test.utils import override_settings
 
+from agents.domains.health import domain_health_check
+from agents.domains.local_dns import ZoneResolver, serving
 from agents.missions import mission_create
 from agents.models import Message, Mission, SendingDomain
 from agents.selectors import decision_stats
@@ -18,7 +21,8 @@ from rex_project.worker import start_worker, stop_worker
 SAMPLE_LEADS = settings.BASE_DIR / "agents" / "data" / "sample_leads.csv"
 DEMO_ORG = "REX Demo"
 DEMO_EMAIL = "operator@rexdemo.io"
-DEMO_DOMAINS = (("mail.rexdemo.io", 0.95), ("outreach.rexdemo.io", 0.9), ("hello.rexdemo.io", 0.6))
+# (domain, DKIM published): the third one forgot its DKIM key, so its health check pauses it.
+DEMO_DOMAINS = (("mail.rexdemo.io", True), ("outreach.rexdemo.io", True), ("hello.rexdemo.io", False))
 
 
 class Command(BaseCommand):
@@ -31,6 +35,7 @@ class Command(BaseCommand):
         call_command("setup_periodic_tasks", verbosity=0)
         membership = self._operator()
         self._leads(membership.organization)
+        self._domain_health(membership.organization)
         worker_log = settings.VAR_DIR / "log" / "demo-worker.log"
         self.stdout.write(f"Starting a Celery worker process (log: {worker_log}) on {self._broker()} …")
         worker = start_worker(logfile=worker_log, hostname="demo@%h")
@@ -52,16 +57,31 @@ class Command(BaseCommand):
         return membership
 
     def _leads(self, organization):
-        for domain, reputation in DEMO_DOMAINS:
-            SendingDomain.objects.get_or_create(
-                organization=organization, domain=domain, defaults={"reputation_score": reputation, "daily_cap": 100}
-            )
+        for domain, _ in DEMO_DOMAINS:
+            SendingDomain.objects.get_or_create(organization=organization, domain=domain, defaults={"daily_cap": 100})
         result = leads_import(organization=organization, rows=leads_parse_csv(text=SAMPLE_LEADS.read_text()))
         existing = organization.leads.count()
         self.stdout.write(
             f"Sample leads: {len(result.created)} loaded, {len(result.rejected)} skipped "
             f"(already there or invalid); {existing} leads in '{organization.name}'."
         )
+
+    def _domain_health(self, organization):
+        """The demo's domains have no public DNS here: serve their records locally, then check them."""
+        zone = ZoneResolver()
+        for domain, dkim in DEMO_DOMAINS:
+            zone.authenticate(domain)
+            if not dkim:
+                del zone.txt[f"s1._domainkey.{domain}"]
+        self.stdout.write(self.style.MIGRATE_HEADING("Sending domains (DNS served locally for the demo)"))
+        with serving(zone) as nameserver, override_settings(DNS_NAMESERVERS=[nameserver], DNS_TIMEOUT=2.0):
+            for domain in organization.sending_domains.order_by("domain"):
+                domain = domain_health_check(domain)
+                checks = ", ".join(f"{name} {'ok' if r.get('ok') else 'FAIL'}" for name, r in domain.dns_checks.items())
+                state = f"paused: {domain.pause_reason}" if domain.is_paused else "active"
+                self.stdout.write(f"  {domain.domain:<22} reputation {domain.reputation_score:.2f}  {checks}  {state}")
+        alerts = organization.alerts.filter(resolved_at__isnull=True).count()
+        self.stdout.write(f"  open alerts: {alerts}  (GET /domain/health, admin → Alerts)")
 
     def _mission(self, membership, worker, timeout):
         organization = membership.organization
@@ -92,7 +112,16 @@ class Command(BaseCommand):
         self.stdout.write("  funnel:   " + ", ".join(f"{k} {v}" for k, v in funnel.items()))
         held = mission.messages.filter(status=Message.Status.QUEUED, scheduled_for__isnull=False).count()
         if held:
-            self.stdout.write(f"  held:     {held} message(s) wait in the database (send window or rate limit)")
+            self.stdout.write(f"  held:     {held} message(s) wait in the database (window, recency, rate limit)")
+        sent = Message.objects.filter(organization=mission.organization, status=Message.Status.SENT, channel="email")
+        sent = sent.order_by("-sent_at").first()
+        if sent is not None:
+            self.stdout.write(
+                f"  latest email sent (GET /api/messages/{sent.pk}): {sent.from_address} → {sent.to_address}"
+            )
+            for name in ("List-Unsubscribe", "List-Unsubscribe-Post", "Message-ID"):
+                self.stdout.write(f"    {name}: {sent.headers.get(name, '—')}")
+            self.stdout.write(f"    footer: {sent.body.rstrip().splitlines()[-1]}")
         stats = decision_stats(organization=mission.organization)
         split = ", ".join(f"{layer} {v['count']} ({v['percent']}%)" for layer, v in stats["layers"].items())
         self.stdout.write(f"  decisions: {stats['decisions']}: {split}")
