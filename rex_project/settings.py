@@ -176,6 +176,10 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Missions, leads, outcomes and the training flywheel of REX.",
     "VERSION": "0.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "rex_project.schema.paths_without_trailing_slash",
+    ],
 }
 
 # --- Celery ---------------------------------------------------------------------------

@@ -73,5 +73,7 @@ def test_throttle_answers_429_after_100_requests_a_minute():
 def test_openapi_schema_and_docs(client):
     schema = client.get("/api/schema/")
     assert schema.status_code == 200
-    assert b"/api/leads/" in schema.content
+    # The contract paths, without a trailing slash (both forms are served).
+    for path in (b"/rex/command:", b"/rex/command/{mission_id}:", b"/api/leads:", b"/domain/health:"):
+        assert path in schema.content
     assert client.get("/api/docs/").status_code == 200
