@@ -19,4 +19,5 @@ urlpatterns = [
     path("api/", include("agents.urls")),
     path("", include("agents.mission_urls")),
     path("", include("agents.domain_urls")),
+    path("", include("webhooks.urls")),
 ]

@@ -39,6 +39,13 @@ SCHEDULE = {
         "Daily 00:05 UTC, just after the counters reset at midnight: each warming mailbox gets one more step "
         "of daily cap for the new day, never more than one step per day.",
     ),
+    "Re-enqueue stored webhook events": (
+        "webhooks.tasks.sweep_webhook_events",
+        {"minute": "*"},
+        {},
+        "Every minute: a webhook event stored but never processed (its enqueue lost, a worker crash, or its "
+        "outcome not matched yet) is picked up again within a minute or two, so no provider event is dropped.",
+    ),
     "Clean expired task results": (
         "celery.backend_cleanup",
         {"minute": "0", "hour": "4"},

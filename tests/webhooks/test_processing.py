@@ -1,0 +1,141 @@
+import json
+from datetime import timedelta
+
+import pytest
+from django.db import InterfaceError, OperationalError
+from django.utils import timezone
+
+from agents.models import Suppression
+from outcomes.models import OutcomeLabel
+from tests.factories import MessageFactory, OutcomeLabelFactory, SuppressionFactory, WebhookEventFactory
+from tests.webhooks.conftest import sendgrid_event
+from webhooks.models import WebhookEvent
+from webhooks.services import sendgrid_events_store, webhook_event_process, webhook_events_sweep
+from webhooks.tasks import process_webhook_event, sweep_webhook_events
+
+pytestmark = pytest.mark.django_db
+
+
+def stored(payload: dict, **fields) -> WebhookEvent:
+    return WebhookEventFactory(
+        provider_event_id=payload["sg_event_id"], event_type=payload["event"], raw_body=json.dumps(payload), **fields
+    )
+
+
+def age(event: WebhookEvent, seconds: int) -> None:
+    WebhookEvent.objects.filter(pk=event.pk).update(received_at=timezone.now() - timedelta(seconds=seconds))
+
+
+def test_an_unmatched_event_is_kept_then_matched_after_the_outcome_appears(django_capture_on_commit_callbacks):
+    message = MessageFactory()
+    payload = {**sendgrid_event(None, "delivered", 1), "rex_message_id": str(message.pk), "rex_outcome_id": "999999"}
+    event = stored(payload)
+
+    process_webhook_event(event.pk)
+    event.refresh_from_db()
+    assert event.state == WebhookEvent.State.UNMATCHED
+    assert event.attempts == 1 and event.processed_at is None
+
+    outcome = OutcomeLabelFactory(message=message, organization=message.organization, delivered=False)
+    age(event, 120)
+    with django_capture_on_commit_callbacks() as callbacks:
+        assert sweep_webhook_events() == 1
+    assert len(callbacks) == 1
+    process_webhook_event(event.pk)  # what the enqueued task runs
+
+    event.refresh_from_db()
+    outcome.refresh_from_db()
+    assert event.state == WebhookEvent.State.PROCESSED
+    assert event.organization_id == outcome.organization_id
+    assert outcome.delivered
+
+
+def test_an_event_is_matched_by_the_x_message_id_prefix_without_custom_args():
+    outcome = OutcomeLabelFactory(delivered=False)
+    payload = sendgrid_event(outcome, "delivered", 1)  # custom_args are empty on this message
+    assert "rex_outcome_id" not in payload
+
+    event = webhook_event_process(event_id=stored(payload).pk)
+
+    assert event.state == WebhookEvent.State.PROCESSED
+    outcome.refresh_from_db()
+    assert outcome.delivered
+
+
+def test_a_processed_event_returns_at_once(outcome):
+    event = stored(sendgrid_event(outcome, "open", 1, useragent="Mozilla/5.0"))
+
+    webhook_event_process(event_id=event.pk)
+    webhook_event_process(event_id=event.pk)
+
+    event.refresh_from_db()
+    outcome.refresh_from_db()
+    assert (event.attempts, outcome.open_count) == (1, 1)
+
+
+def test_group_resubscribe_lifts_the_suppression(outcome):
+    address = outcome.message.to_address
+    SuppressionFactory(organization=outcome.organization, value=address)
+
+    event = webhook_event_process(event_id=stored(sendgrid_event(outcome, "group_resubscribe", 1, asm_group_id=4)).pk)
+
+    assert event.state == WebhookEvent.State.PROCESSED
+    assert not Suppression.objects.filter(organization=outcome.organization, value=address).exists()
+
+
+@pytest.mark.parametrize(
+    ("event_type", "fields", "bounce_type"),
+    [
+        ("dropped", {"reason": "Invalid"}, OutcomeLabel.BounceType.BLOCKED),
+        ("bounce", {"type": "blocked", "reason": "policy"}, OutcomeLabel.BounceType.BLOCKED),
+        ("bounce", {"type": "bounce", "reason": "no user"}, OutcomeLabel.BounceType.HARD),
+        ("deferred", {"response": "421"}, OutcomeLabel.BounceType.SOFT),
+    ],
+)
+def test_bounce_types(outcome, event_type, fields, bounce_type):
+    webhook_event_process(event_id=stored(sendgrid_event(outcome, event_type, 1, **fields)).pk)
+
+    outcome.refresh_from_db()
+    assert outcome.bounce_type == bounce_type
+    assert outcome.bounced is (event_type != "deferred")
+    assert outcome.bounce_reason == fields.get("reason", fields.get("response"))
+
+
+def test_an_unknown_event_type_is_ignored_with_the_reason(outcome):
+    event = webhook_event_process(event_id=stored(sendgrid_event(outcome, "teleported", 1)).pk)
+
+    assert event.state == WebhookEvent.State.IGNORED
+    assert "teleported" in event.error
+
+
+def test_the_sweep_takes_only_old_unprocessed_events(django_capture_on_commit_callbacks):
+    old_received = WebhookEventFactory()
+    old_unmatched = WebhookEventFactory(state=WebhookEvent.State.UNMATCHED, attempts=3)
+    given_up = WebhookEventFactory(state=WebhookEvent.State.UNMATCHED, attempts=30)
+    done = WebhookEventFactory(state=WebhookEvent.State.PROCESSED)
+    fresh = WebhookEventFactory()
+    for event in (old_received, old_unmatched, given_up, done):
+        age(event, 600)
+
+    with django_capture_on_commit_callbacks() as callbacks:
+        assert webhook_events_sweep(limit=500) == 2
+    assert len(callbacks) == 2
+    assert fresh.state == WebhookEvent.State.RECEIVED  # too recent: its own enqueue is probably in flight
+
+    with django_capture_on_commit_callbacks() as callbacks:
+        assert webhook_events_sweep(limit=1) == 1
+
+
+def test_store_ignores_repeats_within_and_across_batches():
+    event = {"sg_event_id": "e1", "event": "delivered"}
+    body = json.dumps([event, event])
+
+    first = sendgrid_events_store(raw_body=body, headers={}, signature=WebhookEvent.Signature.VALID)
+    second = sendgrid_events_store(raw_body=body, headers={}, signature=WebhookEvent.Signature.VALID)
+
+    assert len(first) == 1 and second == []
+    assert WebhookEvent.objects.count() == 1
+
+
+def test_the_task_retries_only_transient_database_errors():
+    assert process_webhook_event.autoretry_for == (OperationalError, InterfaceError)
