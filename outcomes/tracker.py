@@ -139,20 +139,24 @@ def _lead_event(lead: Lead, event: str) -> None:
         lead_transition(lead, event)
 
 
-def _recipient(row: OutcomeLabel) -> str:
+def _recipient(row: OutcomeLabel) -> tuple[str, str]:
+    """(suppression kind, value): the number an SMS went to, else the address an email went to."""
+    if row.channel == "sms":
+        number = row.message.to_address if row.message_id and row.message.to_address else row.lead.phone
+        return Suppression.Kind.PHONE, number
     if row.message_id and row.message.to_address:
-        return row.message.to_address
-    return row.lead.email
+        return Suppression.Kind.EMAIL, row.message.to_address
+    return Suppression.Kind.EMAIL, row.lead.email
 
 
 def _suppress_recipient(row: OutcomeLabel, *, reason: str) -> None:
-    address = _recipient(row)
+    kind, address = _recipient(row)
     if not address:
-        logger.warning("outcome %s: no email address to suppress (%s)", row.pk, reason)
+        logger.warning("outcome %s: no %s to suppress (%s)", row.pk, kind, reason)
         return
     suppress(
         organization=row.organization,
-        kind=Suppression.Kind.EMAIL,
+        kind=kind,
         value=address,
         reason=reason,
         note=f"outcome {row.pk}",

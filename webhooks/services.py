@@ -4,13 +4,15 @@ import json
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from urllib.parse import parse_qsl
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from agents.compliance import unsuppress
-from agents.models import Suppression
+from agents.compliance import sms_keyword, suppress, unsuppress
+from agents.models import Lead, Message, Organization, Suppression
+from agents.services import normalize_phone
 from outcomes import tracker
 from outcomes.models import OutcomeLabel
 from webhooks.models import WebhookEvent
@@ -22,6 +24,14 @@ FINAL_STATES = (WebhookEvent.State.PROCESSED, WebhookEvent.State.IGNORED, Webhoo
 # An event that never matches (e.g. mail sent by another system on the same SendGrid account) stays stored as
 # unmatched, but the sweep stops re-enqueuing it after this many attempts so it cannot starve newer ones.
 SWEEP_MAX_ATTEMPTS = 30
+
+TWILIO_INBOUND = "inbound"
+# Undelivered/failed codes that mean the number cannot be reached: unreachable (30003), unknown (30005),
+# landline or unreachable carrier (30006), opted out (21610), invalid 'To' (21211). Others are soft.
+TWILIO_HARD_ERRORS = {"30003", "30005", "30006", "21610", "21211"}
+# Accepted by Twilio, nothing to record on the outcome (delivered/failed follow).
+TWILIO_STATUS_NO_OP = {"accepted", "scheduled", "queued", "sending", "sent"}
+TWILIO_HELP_WORDS = {"HELP", "INFO"}
 
 
 class MalformedPayload(Exception):
@@ -83,6 +93,34 @@ def sendgrid_events_store(*, raw_body: str, headers: dict, signature: str) -> li
         provider=provider, provider_event_id__in=set(rows) - existing, state=WebhookEvent.State.RECEIVED
     )
     return list(new.order_by("id").values_list("id", flat=True))
+
+
+def twilio_event_identity(params: dict) -> tuple[str, str]:
+    """(provider_event_id, event_type) of a Twilio request: a status callback is one event per message and
+    status (``SM…:delivered``, ``status.delivered``), an inbound SMS one per MessageSid (``inbound``)."""
+    sid = str(params.get("MessageSid") or "").strip()
+    if not sid:
+        raise MalformedPayload("No 'MessageSid'.")
+    if len(sid) > 200:
+        raise MalformedPayload("Over-long 'MessageSid'.")
+    status = str(params.get("MessageStatus") or "").strip().lower()
+    if status:
+        return f"{sid}:{status}", f"status.{status}"[:64]
+    if "Body" in params or str(params.get("SmsStatus") or "").strip().lower() == "received":
+        return sid, TWILIO_INBOUND
+    raise MalformedPayload("Neither a status callback (MessageStatus) nor an inbound message (Body).")
+
+
+def twilio_event_store(*, params: dict, raw_body: str, headers: dict, signature: str) -> int | None:
+    """One WebhookEvent for the request (a repeat is ignored). Returns the new row's id, or None for a repeat."""
+    provider_event_id, event_type = twilio_event_identity(params)
+    kept_headers = {name: value for name, value in headers.items() if name.lower() not in DROPPED_HEADERS}
+    event, created = WebhookEvent.objects.get_or_create(
+        provider=WebhookEvent.Provider.TWILIO,
+        provider_event_id=provider_event_id,
+        defaults={"event_type": event_type, "raw_body": raw_body, "headers": kept_headers, "signature": signature},
+    )
+    return event.pk if created else None
 
 
 # --- Match ----------------------------------------------------------------------------------------
@@ -182,7 +220,136 @@ def _sendgrid_process(event: WebhookEvent) -> None:
     event.error = ""
 
 
-PROCESSORS: dict[str, Callable[[WebhookEvent], None]] = {WebhookEvent.Provider.SENDGRID: _sendgrid_process}
+def _mark(event: WebhookEvent, state: str, error: str = "") -> None:
+    event.state = state
+    event.error = error
+
+
+def _twilio_sms_outcomes():
+    return OutcomeLabel.objects.select_related("organization", "message", "lead")
+
+
+def _twilio_failed(outcome: OutcomeLabel, payload: dict, at: datetime) -> None:
+    """Undelivered/failed: a hard bounce for a number that cannot be reached (also suppressed as a phone),
+    else a soft, deferred-style note."""
+    code = str(payload.get("ErrorCode") or "").strip()
+    reason = f"Twilio {code}" if code else f"Twilio {payload.get('MessageStatus') or 'failed'}"
+    if code not in TWILIO_HARD_ERRORS:
+        tracker.track_deferred(outcome, at=at, reason=reason)
+        return
+    if code == "21610":  # Twilio: the number opted out; say so rather than "bounce"
+        number = (outcome.message.to_address if outcome.message else "") or outcome.lead.phone
+        if number:
+            suppress(organization=outcome.organization, kind=Suppression.Kind.PHONE, value=number,
+                     reason=Suppression.Reason.SMS_STOP, note=f"{reason}, outcome {outcome.pk}")  # fmt: skip
+    tracker.track_bounced(outcome, at=at, bounce_type="hard", reason=reason)
+
+
+TWILIO_STATUS_HANDLERS: dict[str, Callable[[OutcomeLabel, dict, datetime], None]] = {
+    "delivered": lambda outcome, payload, at: tracker.track_delivered(outcome, at=at),
+    "undelivered": _twilio_failed,
+    "failed": _twilio_failed,
+}
+
+
+def _twilio_apply(event: WebhookEvent, apply: Callable[[], object]) -> None:
+    try:
+        apply()
+    except (ValueError, ValidationError) as exc:  # bad data does not get better on retry
+        _mark(event, WebhookEvent.State.FAILED, str(exc))
+        return
+    _mark(event, WebhookEvent.State.PROCESSED)
+
+
+def _twilio_status(event: WebhookEvent, payload: dict) -> None:
+    """Status flags only ever switch on, so an out-of-order callback (``sent`` after ``delivered``) is harmless."""
+    status = event.event_type.removeprefix("status.")
+    outcome = _twilio_sms_outcomes().filter(message__provider_message_id=payload.get("MessageSid") or "-").first()
+    if outcome is None:
+        # Kept: the status may arrive before the send recorded its SID; the sweep retries it.
+        _mark(event, WebhookEvent.State.UNMATCHED, "No outcome matches this message SID yet.")
+        return
+    event.organization = outcome.organization
+    if status in TWILIO_STATUS_NO_OP:
+        _mark(event, WebhookEvent.State.PROCESSED)
+        return
+    handler = TWILIO_STATUS_HANDLERS.get(status)
+    if handler is None:
+        _mark(event, WebhookEvent.State.IGNORED, f"Unknown message status '{status}'.")
+        return
+    _twilio_apply(event, lambda: handler(outcome, payload, event.received_at))
+
+
+def _twilio_sender(payload: dict) -> str:
+    try:
+        return normalize_phone(str(payload.get("From") or ""))
+    except ValidationError:  # a short code or an alphanumeric sender: no lead has it
+        return ""
+
+
+def _twilio_keyword(event: WebhookEvent, keyword: str, phone: str, organizations: list[Organization]) -> None:
+    """Twilio has already blocked (or unblocked) the pair; mirror it in every organization that knows the number."""
+    for organization in organizations:
+        if keyword == "stop":
+            suppress(
+                organization=organization,
+                kind=Suppression.Kind.PHONE,
+                value=phone,
+                reason=Suppression.Reason.SMS_STOP,
+                note=f"Twilio {event.provider_event_id}",
+            )
+        else:
+            unsuppress(organization=organization, kind=Suppression.Kind.PHONE, value=phone)
+    _mark(event, WebhookEvent.State.PROCESSED)
+
+
+def _twilio_inbound(event: WebhookEvent, payload: dict) -> None:
+    phone = _twilio_sender(payload)
+    org_ids = set(Lead.objects.filter(phone=phone).values_list("organization_id", flat=True)) if phone else set()
+    if not org_ids:
+        _mark(event, WebhookEvent.State.UNMATCHED, "No lead has this phone number yet.")
+        return
+    organizations = list(Organization.objects.filter(pk__in=org_ids).order_by("pk"))
+    if len(organizations) == 1:
+        event.organization = organizations[0]
+    body = str(payload.get("Body") or "")
+    keyword = sms_keyword(body)
+    if keyword:
+        _twilio_apply(event, lambda: _twilio_keyword(event, keyword, phone, organizations))
+        return
+    if body.strip().upper() in TWILIO_HELP_WORDS:
+        _mark(event, WebhookEvent.State.IGNORED, "Help keyword (Twilio answers it).")
+        return
+    outcome = (
+        _twilio_sms_outcomes()
+        .filter(
+            organization_id__in=org_ids,
+            message__channel=Message.Channel.SMS,
+            message__status=Message.Status.SENT,
+            message__to_address=phone,
+        )
+        .order_by("-message__sent_at", "-message_id")
+        .first()
+    )
+    if outcome is None:
+        _mark(event, WebhookEvent.State.UNMATCHED, "No sent SMS to this number yet.")
+        return
+    event.organization = outcome.organization
+    _twilio_apply(event, lambda: tracker.track_reply(outcome, at=event.received_at, text=body, sentiment=None))
+
+
+def _twilio_process(event: WebhookEvent) -> None:
+    payload = dict(parse_qsl(event.raw_body, keep_blank_values=True))
+    if event.event_type == TWILIO_INBOUND:
+        _twilio_inbound(event, payload)
+    else:
+        _twilio_status(event, payload)
+
+
+PROCESSORS: dict[str, Callable[[WebhookEvent], None]] = {
+    WebhookEvent.Provider.SENDGRID: _sendgrid_process,
+    WebhookEvent.Provider.TWILIO: _twilio_process,
+}
 
 
 def webhook_event_process(*, event_id: int) -> WebhookEvent | None:

@@ -13,6 +13,7 @@ from functools import lru_cache
 
 from django.conf import settings
 from sendgrid.helpers.eventwebhook import EventWebhook
+from twilio.request_validator import RequestValidator
 
 from webhooks.models import WebhookEvent
 
@@ -21,6 +22,7 @@ logger = logging.getLogger("rex.webhooks")
 MAX_SKEW_SECONDS = 300
 SENDGRID_SIGNATURE_HEADER = "X-Twilio-Email-Event-Webhook-Signature"
 SENDGRID_TIMESTAMP_HEADER = "X-Twilio-Email-Event-Webhook-Timestamp"
+TWILIO_SIGNATURE_HEADER = "X-Twilio-Signature"
 
 
 class SignatureRejected(Exception):
@@ -74,5 +76,24 @@ def sendgrid_signature_check(*, raw_body: str, headers: Mapping[str, str]) -> st
     except (binascii.Error, ValueError):  # the helper raises on malformed base64 instead of returning False
         valid = False
     if not valid:
+        raise SignatureRejected(403, "Invalid signature.")
+    return WebhookEvent.Signature.VALID
+
+
+def twilio_signature_check(*, url: str, params: Mapping[str, str], headers: Mapping[str, str]) -> str:
+    """Verify Twilio's X-Twilio-Signature (HMAC-SHA1 of the URL and the sorted form params) with the account Auth
+    Token. ``url`` must be the one Twilio called: PUBLIC_BASE_URL + path + query string, never the proxied one."""
+    token = settings.TWILIO_AUTH_TOKEN
+    if not token:
+        if settings.DEBUG:
+            logger.warning("TWILIO_AUTH_TOKEN is not set: accepting an unsigned Twilio webhook (DEBUG)")
+            return WebhookEvent.Signature.NOT_CONFIGURED
+        logger.error("TWILIO_AUTH_TOKEN is not set: refusing the Twilio webhook")
+        raise SignatureRejected(403, "Webhook verification is not configured.")
+
+    signature = headers.get(TWILIO_SIGNATURE_HEADER) or ""
+    if not signature:
+        raise SignatureRejected(403, "Missing signature.")
+    if not RequestValidator(token).validate(url, dict(params), signature):
         raise SignatureRejected(403, "Invalid signature.")
     return WebhookEvent.Signature.VALID
