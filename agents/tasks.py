@@ -4,6 +4,7 @@ from celery import shared_task
 from django.db import InterfaceError, OperationalError
 from django.utils import timezone
 
+from agents.domains import counters_rollover, domain_health_check, mailboxes_warmup_advance_all
 from agents.missions import mission_fail
 from agents.models import SendingDomain
 from agents.pipeline import coordinator
@@ -107,12 +108,7 @@ def release_due_messages(limit: int = 500) -> int:
 @shared_task(**RETRY)
 def reset_daily_counters() -> int:
     """Beat, midnight UTC: every domain's, mailbox's and phone number's daily count starts again."""
-    from agents.domains import counters_rollover
-
     return counters_rollover()
-
-
-# Deliverability (issue 4). Imports are local so this block only appends to the module.
 
 
 @shared_task(**RETRY)
@@ -126,8 +122,6 @@ def domain_health_check_all() -> int:
 
 @shared_task(**RETRY)
 def domain_health_check_one(domain_id: int) -> None:
-    from agents.domains import domain_health_check
-
     domain = SendingDomain.objects.filter(pk=domain_id).first()
     if domain is None:
         return  # deleted since it was enqueued
@@ -137,6 +131,4 @@ def domain_health_check_one(domain_id: int) -> None:
 @shared_task(**RETRY)
 def warmup_advance_all() -> int:
     """Beat, daily 00:05 UTC: every warming-up mailbox's cap takes one more step toward its target."""
-    from agents.domains import mailboxes_warmup_advance_all
-
     return mailboxes_warmup_advance_all()

@@ -67,9 +67,8 @@ def sendgrid_events_parse(*, raw_body: str) -> list[dict]:
     return events
 
 
-def sendgrid_events_store(*, raw_body: str, headers: dict, signature: str) -> list[int]:
-    """One WebhookEvent per event (a repeat of an sg_event_id is ignored). Returns the ids of the new rows."""
-    events = sendgrid_events_parse(raw_body=raw_body)
+def sendgrid_events_store(*, events: list[dict], headers: dict, signature: str) -> list[int]:
+    """One WebhookEvent per parsed event (a repeat of an sg_event_id is ignored). Returns the ids of new rows."""
     kept_headers = {name: value for name, value in headers.items() if name.lower() not in DROPPED_HEADERS}
     provider = WebhookEvent.Provider.SENDGRID
     rows = {

@@ -23,15 +23,15 @@ def sendgrid_events(request: HttpRequest) -> JsonResponse:
         return JsonResponse({"detail": "Body is not UTF-8."}, status=400)
     try:
         signature = sendgrid_signature_check(raw_body=raw_body, headers=request.headers)
-        new_ids = sendgrid_events_store(raw_body=raw_body, headers=dict(request.headers), signature=signature)
+        events = sendgrid_events_parse(raw_body=raw_body)
+        new_ids = sendgrid_events_store(events=events, headers=dict(request.headers), signature=signature)
     except SignatureRejected as exc:
         return JsonResponse({"detail": exc.reason}, status=exc.status)
     except MalformedPayload as exc:
         return JsonResponse({"detail": exc.reason}, status=400)
     for event_id in new_ids:
         process_webhook_event.delay_on_commit(event_id)
-    received = len(sendgrid_events_parse(raw_body=raw_body))
-    return JsonResponse({"received": received, "new": len(new_ids)})
+    return JsonResponse({"received": len(events), "new": len(new_ids)})
 
 
 @csrf_exempt

@@ -10,7 +10,12 @@ from outcomes.models import OutcomeLabel
 from tests.factories import MessageFactory, OutcomeLabelFactory, SuppressionFactory, WebhookEventFactory
 from tests.webhooks.conftest import sendgrid_event
 from webhooks.models import WebhookEvent
-from webhooks.services import sendgrid_events_store, webhook_event_process, webhook_events_sweep
+from webhooks.services import (
+    sendgrid_events_parse,
+    sendgrid_events_store,
+    webhook_event_process,
+    webhook_events_sweep,
+)
 from webhooks.tasks import process_webhook_event, sweep_webhook_events
 
 pytestmark = pytest.mark.django_db
@@ -130,8 +135,9 @@ def test_store_ignores_repeats_within_and_across_batches():
     event = {"sg_event_id": "e1", "event": "delivered"}
     body = json.dumps([event, event])
 
-    first = sendgrid_events_store(raw_body=body, headers={}, signature=WebhookEvent.Signature.VALID)
-    second = sendgrid_events_store(raw_body=body, headers={}, signature=WebhookEvent.Signature.VALID)
+    events = sendgrid_events_parse(raw_body=body)
+    first = sendgrid_events_store(events=events, headers={}, signature=WebhookEvent.Signature.VALID)
+    second = sendgrid_events_store(events=events, headers={}, signature=WebhookEvent.Signature.VALID)
 
     assert len(first) == 1 and second == []
     assert WebhookEvent.objects.count() == 1
