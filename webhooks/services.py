@@ -15,6 +15,7 @@ from agents.models import Lead, Message, Organization, Suppression
 from agents.services import normalize_phone
 from outcomes import tracker
 from outcomes.models import OutcomeLabel
+from outcomes.replies import reply_record
 from webhooks.models import WebhookEvent
 
 logger = logging.getLogger("rex.webhooks")
@@ -334,7 +335,7 @@ def _twilio_inbound(event: WebhookEvent, payload: dict) -> None:
         _mark(event, WebhookEvent.State.UNMATCHED, "No sent SMS to this number yet.")
         return
     event.organization = outcome.organization
-    _twilio_apply(event, lambda: tracker.track_reply(outcome, at=event.received_at, text=body, sentiment=None))
+    _twilio_apply(event, lambda: reply_record(outcome=outcome, at=event.received_at, text=body))
 
 
 def _twilio_process(event: WebhookEvent) -> None:

@@ -6,6 +6,8 @@ valid later, and the provider retries a genuine one on its own.
 """
 
 import binascii
+import hashlib
+import hmac
 import logging
 import time
 from collections.abc import Mapping
@@ -95,5 +97,38 @@ def twilio_signature_check(*, url: str, params: Mapping[str, str], headers: Mapp
     if not signature:
         raise SignatureRejected(403, "Missing signature.")
     if not RequestValidator(token).validate(url, dict(params), signature):
+        raise SignatureRejected(403, "Invalid signature.")
+    return WebhookEvent.Signature.VALID
+
+
+REX_TIMESTAMP_HEADER = "X-Rex-Timestamp"
+REX_SIGNATURE_HEADER = "X-Rex-Signature"
+
+
+def rex_hmac_signature(*, secret: str, timestamp: str, raw_body: bytes) -> str:
+    """The ``X-Rex-Signature`` value: ``sha256=<hex HMAC-SHA256 of "<timestamp>.<raw body>">``."""
+    digest = hmac.new(secret.encode(), timestamp.encode() + b"." + raw_body, hashlib.sha256).hexdigest()
+    return f"sha256={digest}"
+
+
+def rex_hmac_signature_check(*, raw_body: bytes, headers: Mapping[str, str], setting: str) -> str:
+    """Verify REX's own HMAC scheme (generic CRM format, inbox sync) with the secret in ``settings.<setting>``
+    (``CRM_WEBHOOK_SECRET``, ``INBOX_WEBHOOK_SECRET``): a fresh ``X-Rex-Timestamp`` (Unix seconds) and
+    ``X-Rex-Signature`` over ``"<timestamp>.<raw body>"``, compared in constant time."""
+    secret = getattr(settings, setting)
+    if not secret:
+        if settings.DEBUG:
+            logger.warning("%s is not set: accepting an unsigned webhook (DEBUG)", setting)
+            return WebhookEvent.Signature.NOT_CONFIGURED
+        logger.error("%s is not set: refusing the webhook", setting)
+        raise SignatureRejected(403, "Webhook verification is not configured.")
+
+    signature = headers.get(REX_SIGNATURE_HEADER) or ""
+    if not signature:
+        raise SignatureRejected(401, "Missing signature.")
+    timestamp = headers.get(REX_TIMESTAMP_HEADER) or ""
+    _check_timestamp(timestamp)
+    expected = rex_hmac_signature(secret=secret, timestamp=timestamp, raw_body=raw_body)
+    if not hmac.compare_digest(expected, signature.strip()):
         raise SignatureRejected(403, "Invalid signature.")
     return WebhookEvent.Signature.VALID
