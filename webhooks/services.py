@@ -16,11 +16,11 @@ from agents.services import normalize_phone
 from outcomes import tracker
 from outcomes.models import OutcomeLabel
 from outcomes.replies import reply_record
+from webhooks.common import MalformedPayload, kept_headers, mark
 from webhooks.models import WebhookEvent
 
 logger = logging.getLogger("rex.webhooks")
 
-DROPPED_HEADERS = {"authorization", "cookie"}
 FINAL_STATES = (WebhookEvent.State.PROCESSED, WebhookEvent.State.IGNORED, WebhookEvent.State.FAILED)
 # An event that never matches (e.g. mail sent by another system on the same SendGrid account) stays stored as
 # unmatched, but the sweep stops re-enqueuing it after this many attempts so it cannot starve newer ones.
@@ -33,12 +33,6 @@ TWILIO_HARD_ERRORS = {"30003", "30005", "30006", "21610", "21211"}
 # Accepted by Twilio, nothing to record on the outcome (delivered/failed follow).
 TWILIO_STATUS_NO_OP = {"accepted", "scheduled", "queued", "sending", "sent"}
 TWILIO_HELP_WORDS = {"HELP", "INFO"}
-
-
-class MalformedPayload(Exception):
-    def __init__(self, reason: str):
-        super().__init__(reason)
-        self.reason = reason
 
 
 # --- Store ----------------------------------------------------------------------------------------
@@ -70,7 +64,7 @@ def sendgrid_events_parse(*, raw_body: str) -> list[dict]:
 
 def sendgrid_events_store(*, events: list[dict], headers: dict, signature: str) -> list[int]:
     """One WebhookEvent per parsed event (a repeat of an sg_event_id is ignored). Returns the ids of new rows."""
-    kept_headers = {name: value for name, value in headers.items() if name.lower() not in DROPPED_HEADERS}
+    kept = kept_headers(headers)
     provider = WebhookEvent.Provider.SENDGRID
     rows = {
         event["sg_event_id"]: WebhookEvent(
@@ -78,7 +72,7 @@ def sendgrid_events_store(*, events: list[dict], headers: dict, signature: str) 
             provider_event_id=event["sg_event_id"],
             event_type=event["event"][:64],
             raw_body=json.dumps(event),
-            headers=kept_headers,
+            headers=kept,
             signature=signature,
         )
         for event in events
@@ -114,11 +108,15 @@ def twilio_event_identity(params: dict) -> tuple[str, str]:
 def twilio_event_store(*, params: dict, raw_body: str, headers: dict, signature: str) -> int | None:
     """One WebhookEvent for the request (a repeat is ignored). Returns the new row's id, or None for a repeat."""
     provider_event_id, event_type = twilio_event_identity(params)
-    kept_headers = {name: value for name, value in headers.items() if name.lower() not in DROPPED_HEADERS}
     event, created = WebhookEvent.objects.get_or_create(
         provider=WebhookEvent.Provider.TWILIO,
         provider_event_id=provider_event_id,
-        defaults={"event_type": event_type, "raw_body": raw_body, "headers": kept_headers, "signature": signature},
+        defaults={
+            "event_type": event_type,
+            "raw_body": raw_body,
+            "headers": kept_headers(headers),
+            "signature": signature,
+        },
     )
     return event.pk if created else None
 
@@ -220,11 +218,6 @@ def _sendgrid_process(event: WebhookEvent) -> None:
     event.error = ""
 
 
-def _mark(event: WebhookEvent, state: str, error: str = "") -> None:
-    event.state = state
-    event.error = error
-
-
 def _twilio_sms_outcomes():
     return OutcomeLabel.objects.select_related("organization", "message", "lead")
 
@@ -256,9 +249,9 @@ def _twilio_apply(event: WebhookEvent, apply: Callable[[], object]) -> None:
     try:
         apply()
     except (ValueError, ValidationError) as exc:  # bad data does not get better on retry
-        _mark(event, WebhookEvent.State.FAILED, str(exc))
+        mark(event, WebhookEvent.State.FAILED, str(exc))
         return
-    _mark(event, WebhookEvent.State.PROCESSED)
+    mark(event, WebhookEvent.State.PROCESSED)
 
 
 def _twilio_status(event: WebhookEvent, payload: dict) -> None:
@@ -267,15 +260,15 @@ def _twilio_status(event: WebhookEvent, payload: dict) -> None:
     outcome = _twilio_sms_outcomes().filter(message__provider_message_id=payload.get("MessageSid") or "-").first()
     if outcome is None:
         # Kept: the status may arrive before the send recorded its SID; the sweep retries it.
-        _mark(event, WebhookEvent.State.UNMATCHED, "No outcome matches this message SID yet.")
+        mark(event, WebhookEvent.State.UNMATCHED, "No outcome matches this message SID yet.")
         return
     event.organization = outcome.organization
     if status in TWILIO_STATUS_NO_OP:
-        _mark(event, WebhookEvent.State.PROCESSED)
+        mark(event, WebhookEvent.State.PROCESSED)
         return
     handler = TWILIO_STATUS_HANDLERS.get(status)
     if handler is None:
-        _mark(event, WebhookEvent.State.IGNORED, f"Unknown message status '{status}'.")
+        mark(event, WebhookEvent.State.IGNORED, f"Unknown message status '{status}'.")
         return
     _twilio_apply(event, lambda: handler(outcome, payload, event.received_at))
 
@@ -300,14 +293,14 @@ def _twilio_keyword(event: WebhookEvent, keyword: str, phone: str, organizations
             )
         else:
             unsuppress(organization=organization, kind=Suppression.Kind.PHONE, value=phone)
-    _mark(event, WebhookEvent.State.PROCESSED)
+    mark(event, WebhookEvent.State.PROCESSED)
 
 
 def _twilio_inbound(event: WebhookEvent, payload: dict) -> None:
     phone = _twilio_sender(payload)
     org_ids = set(Lead.objects.filter(phone=phone).values_list("organization_id", flat=True)) if phone else set()
     if not org_ids:
-        _mark(event, WebhookEvent.State.UNMATCHED, "No lead has this phone number yet.")
+        mark(event, WebhookEvent.State.UNMATCHED, "No lead has this phone number yet.")
         return
     organizations = list(Organization.objects.filter(pk__in=org_ids).order_by("pk"))
     if len(organizations) == 1:
@@ -318,7 +311,7 @@ def _twilio_inbound(event: WebhookEvent, payload: dict) -> None:
         _twilio_apply(event, lambda: _twilio_keyword(event, keyword, phone, organizations))
         return
     if body.strip().upper() in TWILIO_HELP_WORDS:
-        _mark(event, WebhookEvent.State.IGNORED, "Help keyword (Twilio answers it).")
+        mark(event, WebhookEvent.State.IGNORED, "Help keyword (Twilio answers it).")
         return
     outcome = (
         _twilio_sms_outcomes()
@@ -332,7 +325,7 @@ def _twilio_inbound(event: WebhookEvent, payload: dict) -> None:
         .first()
     )
     if outcome is None:
-        _mark(event, WebhookEvent.State.UNMATCHED, "No sent SMS to this number yet.")
+        mark(event, WebhookEvent.State.UNMATCHED, "No sent SMS to this number yet.")
         return
     event.organization = outcome.organization
     _twilio_apply(event, lambda: reply_record(outcome=outcome, at=event.received_at, text=body))

@@ -5,7 +5,8 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from webhooks.services import MalformedPayload, sendgrid_events_parse, sendgrid_events_store, twilio_event_store
+from webhooks.common import MalformedPayload
+from webhooks.services import sendgrid_events_parse, sendgrid_events_store, twilio_event_store
 from webhooks.signatures import SignatureRejected, sendgrid_signature_check, twilio_signature_check
 from webhooks.tasks import process_webhook_event
 
