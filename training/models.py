@@ -95,3 +95,31 @@ class TrainingRun(models.Model):
 
     def __str__(self) -> str:
         return f"Training run #{self.pk} {self.kind}/{self.backend} ({self.status})"
+
+
+class PromotionDecision(models.Model):
+    """One look at an A/B test: the figures of both arms and what was decided, kept for the audit trail."""
+
+    class Outcome(models.TextChoices):
+        PROMOTED = "promoted"
+        RETIRED = "retired"
+        WAITING = "waiting", "Waiting for exposure"
+
+    kind = models.CharField(max_length=16, choices=ModelVersion.Kind.choices)
+    challenger = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="promotion_decisions")
+    champion = models.ForeignKey(
+        ModelVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="defended_decisions",
+        help_text="Empty: the challenger was measured against the baseline (no model).",
+    )  # fmt: skip
+    outcome = models.CharField(max_length=16, choices=Outcome.choices)
+    reason = models.TextField()
+    figures = models.JSONField(default=dict, help_text="Both arms' counts, rates, scores, the test and its p-value.")
+    decided_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["kind", "created_at"], name="promotion_kind_created")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.challenger.version}: {self.outcome}"
