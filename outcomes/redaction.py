@@ -22,6 +22,8 @@ URL_RE = re.compile(r"(?i)\b(?:https?://|www\.)[^\s<>\"'`]+")
 URL_TRAILING = ".,;:!?)]}'\""
 # Any E.164-looking number, including ones phonenumbers deems unassigned (e.g. +1 415 555 0001).
 E164_RE = re.compile(r"(?<![\w+])\+[1-9]\d{7,14}(?!\d)")
+# Every phone number has at least 7 digits close together; texts without such a run skip the (slow) matcher.
+PHONE_HINT_RE = re.compile(r"\d(?:[\s().\-/]{0,3}\d){6}")
 PLACEHOLDER_RE = re.compile(r"\[[A-Z][A-Z0-9_]*_\d+\]")
 
 
@@ -111,6 +113,8 @@ class Redactor:
         return self._replace(text, spans)
 
     def _phones(self, text: str) -> str:
+        if not PHONE_HINT_RE.search(text):
+            return text
         spans = [(m.start(), m.end(), "PHONE", _phone_key(m.group()), m.group()) for m in E164_RE.finditer(text)]
         for region in PHONE_REGIONS:
             for match in phonenumbers.PhoneNumberMatcher(text, region):

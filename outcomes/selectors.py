@@ -5,15 +5,28 @@ Rates are over messages sent (one OutcomeLabel per sent message), as in seed 004
 """
 
 import math
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from django.db.models import Count, Q, QuerySet, Sum
-from django.db.models.functions import Coalesce
+from django.db.models import Avg, Count, Exists, OuterRef, Q, QuerySet, Sum, Value
+from django.db.models.functions import Coalesce, Lower, StrIndex, Substr
+from django.utils import timezone
 
+from agents.models import AgentRun, Campaign, Lead, Organization, Suppression
 from outcomes.models import OutcomeLabel
 
 Z_95 = 1.959964
 METRICS = ("delivery_rate", "open_rate", "reply_rate", "meeting_rate", "close_rate", "avg_deal_value")
+# Each rate over sends and the count it is the share of (avg_deal_value is not a proportion: no interval).
+RATE_COUNTS = {
+    "delivery_rate": "delivered",
+    "open_rate": "opened",
+    "reply_rate": "replied",
+    "meeting_rate": "meetings",
+    "close_rate": "deals",
+}
+DECIDING_LAYERS = (AgentRun.Layer.STATE_MACHINE, AgentRun.Layer.RULES, AgentRun.Layer.LLM)
+# What works ranks an arm from this many sends: the usual floor before a rate is read as more than noise.
+DEFAULT_MIN_SAMPLE = 30
 
 
 def wilson_interval(successes: int, n: int, *, z: float = Z_95) -> tuple[float, float]:
@@ -95,5 +108,188 @@ def winning_strategies(*, organization_id: int, metric: str = "reply_rate", min_
         raise ValueError(f"Unknown metric {metric!r}; use one of {', '.join(METRICS)}.")
     rows = _grouped_counts(_outcomes(organization_id=organization_id)).filter(sent__gte=min_samples)
     strategies = [_with_rates(row) for row in rows]
-    strategies.sort(key=lambda s: (s[metric], s["reply_rate_ci95"][0], s["sent"]), reverse=True)
+    strategies.sort(key=_rank_key(metric), reverse=True)
     return strategies
+
+
+def _rank_key(metric: str):
+    return lambda s: (s[metric], s["reply_rate_ci95"][0], s["sent"])
+
+
+# --- What works: strategies to exploit or explore, and how each campaign's agents performed ---------------
+
+
+def _with_intervals(row: dict) -> dict:
+    """A 95% Wilson interval for every rate over sends, so small arms cannot pass for winners."""
+    row["ci95"] = {rate: list(wilson_interval(row[count], row["sent"])) for rate, count in RATE_COUNTS.items()}
+    return row
+
+
+def strategy_leaderboard(
+    *,
+    organization_id: int,
+    metric: str = "reply_rate",
+    min_sample: int = DEFAULT_MIN_SAMPLE,
+    channel: str | None = None,
+    since: datetime | None = None,
+) -> dict[str, list[dict]]:
+    """Every (framework, tone, channel) arm with its rates and intervals, split by evidence.
+
+    ``ranked``: arms with at least ``min_sample`` sends, best first as in ``winning_strategies`` (exploit).
+    ``exploring``: arms still under it, most sends first; their rates are too uncertain to rank (explore).
+    """
+    if metric not in METRICS:
+        raise ValueError(f"Unknown metric {metric!r}; use one of {', '.join(METRICS)}.")
+    queryset = _outcomes(organization_id=organization_id, since=since)
+    if channel:
+        queryset = queryset.filter(channel=channel)
+    rows = [_with_intervals(_with_rates(row)) for row in _grouped_counts(queryset)]
+    ranked = sorted((row for row in rows if row["sent"] >= min_sample), key=_rank_key(metric), reverse=True)
+    exploring = [row for row in rows if row["sent"] < min_sample]
+    exploring.sort(key=lambda row: -row["sent"])  # stable: ties keep framework, tone, channel order
+    return {"ranked": ranked, "exploring": exploring}
+
+
+def _agent_row(row: dict) -> dict:
+    """One agent's runs in one campaign; the layer split has the shape of agents.selectors.decision_stats."""
+    runs, failures = row["runs"], row["failures"]
+    per_layer = {layer: row[f"layer_{layer}"] for layer in DECIDING_LAYERS}
+    decisions = sum(per_layer.values())
+    average = row["avg_duration_ms"], row["avg_decision_ms"]
+    return {
+        "agent": row["agent"],
+        "label": AgentRun.Agent(row["agent"]).label if row["agent"] in AgentRun.Agent.values else row["agent"],
+        "runs": runs,
+        "successes": runs - failures,
+        "failures": failures,
+        "success_rate": _rate(runs - failures, runs),
+        "success_rate_ci95": list(wilson_interval(runs - failures, runs)),
+        "decisions": decisions,
+        "layers": {
+            layer: {"count": n, "percent": round(100 * n / decisions, 1) if decisions else 0.0}
+            for layer, n in per_layer.items()
+        },
+        "avg_duration_ms": round(average[0], 2) if average[0] is not None else None,
+        "avg_decision_ms": round(average[1], 2) if average[1] is not None else None,
+    }
+
+
+def _agent_rows(runs: QuerySet[AgentRun]) -> dict[int | None, list[dict]]:
+    grouped = (
+        runs.values("mission__campaign", "agent")
+        .annotate(
+            runs=Count("id"),
+            failures=Count("id", filter=Q(success=False)),
+            avg_duration_ms=Avg("duration_ms"),
+            avg_decision_ms=Avg("decision_ms"),
+            **{f"layer_{layer}": Count("id", filter=Q(decision_layer=layer)) for layer in DECIDING_LAYERS},
+        )
+        .order_by()
+    )
+    pipeline_order = {agent: index for index, agent in enumerate(AgentRun.Agent.values)}
+    by_campaign: dict[int | None, list[dict]] = {}
+    for row in sorted(grouped, key=lambda r: pipeline_order.get(r["agent"], len(pipeline_order))):
+        by_campaign.setdefault(row["mission__campaign"], []).append(_agent_row(row))
+    return by_campaign
+
+
+def _empty_funnel() -> dict:
+    return {"sent": 0, "delivered": 0, "opened": 0, "replied": 0, "meetings": 0, "deals": 0, "revenue_sum": None}
+
+
+def agent_performance(
+    *, organization: Organization, campaign: Campaign | None = None, since: datetime | None = None
+) -> list[dict]:
+    """Per campaign: each agent's runs (successes, failures, decision-layer split, latency) beside the outcome
+    rates of the messages that campaign sent. Missions without a campaign are one row with ``campaign_id`` None.
+
+    Three queries whatever the size: runs grouped by (campaign, agent), outcomes grouped by campaign, names.
+    """
+    runs = AgentRun.objects.filter(mission__organization=organization)
+    if campaign is not None:
+        runs = runs.filter(mission__campaign=campaign)
+    if since is not None:
+        runs = runs.filter(created_at__gte=since)
+    agents = _agent_rows(runs)
+    outcomes = _outcomes(organization_id=organization.pk, campaign_id=campaign.pk if campaign else None, since=since)
+    funnels = {
+        row.pop("campaign"): row
+        for row in outcomes.values("campaign").annotate(sent=Count("id"), **funnel_aggregates()).order_by()
+    }
+    ids = set(agents) | set(funnels) | ({campaign.pk} if campaign is not None else set())
+    names = dict(Campaign.objects.filter(organization=organization, pk__in=ids - {None}).values_list("pk", "name"))
+    rows = [
+        {
+            "campaign_id": campaign_id,
+            "campaign_name": names.get(campaign_id, "") if campaign_id is not None else "",
+            "outcomes": _with_intervals(_with_rates(funnels.get(campaign_id) or _empty_funnel())),
+            "agents": agents.get(campaign_id, []),
+        }
+        for campaign_id in ids
+    ]
+    rows.sort(key=lambda row: (row["campaign_id"] is None, row["campaign_name"].lower(), row["campaign_id"] or 0))
+    return rows
+
+
+# --- Training data ----------------------------------------------------------------------------------------
+
+# Silence this long after a send is itself the answer: replies and bounces come within days, not weeks.
+TRAINING_SETTLE_DAYS = 7
+# Signals after which a row's label is known. More may follow (a reply can become a meeting, then a deal), but
+# the message has already shown whether it worked; a later export with a higher quality bar still sees the row.
+TRAINING_TERMINAL_SIGNALS = (
+    Q(bounced=True)
+    | Q(replied=True)
+    | Q(meeting_booked=True)
+    | Q(meeting_completed=True)
+    | Q(deal_closed=True)
+    | Q(deal_lost=True)
+)
+
+
+def _lead_opted_out() -> Q:
+    """The lead opted out anywhere: an unsubscribe or spam report on any of their outcomes, the suppressed state,
+    or a suppression entry of the organization for their email, their email's domain or their phone."""
+    opted_out = OutcomeLabel.objects.filter(lead_id=OuterRef("lead_id")).filter(
+        Q(unsubscribed=True) | Q(spam_reported=True)
+    )
+    entries = Suppression.objects.filter(organization_id=OuterRef("organization_id")).filter(
+        Q(kind=Suppression.Kind.EMAIL, value=OuterRef("_lead_email"))
+        | Q(kind=Suppression.Kind.DOMAIN, value=OuterRef("_lead_domain"))
+        | (Q(kind=Suppression.Kind.PHONE, value=OuterRef("lead__phone")) & ~Q(value=""))
+    )
+    return Q(lead__state=Lead.State.SUPPRESSED) | Exists(opted_out) | Exists(entries)
+
+
+def training_ready(
+    *, organization_id: int | None = None, since: datetime | None = None, until: datetime | None = None
+) -> QuerySet[OutcomeLabel]:
+    """Outcome labels a model may learn from: seed 004's ``training_ready_outcomes`` view.
+
+    * **complete**: sent (``sent_at`` set), and either a terminal signal (bounce, reply, meeting, deal won or
+      lost) or sent at least ``TRAINING_SETTLE_DAYS`` ago;
+    * **clean**: the lead did not opt out (see ``_lead_opted_out``) and the row has a message body; opens by
+      mail proxies and clicks by link scanners never reached the label (the tracker keeps them apart);
+    * **unused**: ``included_in_training`` is False.
+
+    ``since`` (inclusive) and ``until`` (exclusive) bound ``sent_at``; ``organization_id`` None means every
+    organization. Unordered: callers that stream order by ``id``.
+    """
+    settled = timezone.now() - timedelta(days=TRAINING_SETTLE_DAYS)
+    queryset = OutcomeLabel.objects.filter(sent_at__isnull=False, included_in_training=False).exclude(message_body="")
+    if organization_id is not None:
+        queryset = queryset.filter(organization_id=organization_id)
+    if since is not None:
+        queryset = queryset.filter(sent_at__gte=since)
+    if until is not None:
+        queryset = queryset.filter(sent_at__lt=until)
+    queryset = queryset.filter(TRAINING_TERMINAL_SIGNALS | Q(sent_at__lte=settled))
+    return without_opted_out(queryset).order_by()
+
+
+def without_opted_out(queryset: QuerySet[OutcomeLabel]) -> QuerySet[OutcomeLabel]:
+    """Drop the rows of leads who opted out: no model learns from someone who asked us to stop."""
+    return queryset.alias(
+        _lead_email=Lower("lead__email"),
+        _lead_domain=Lower(Substr("lead__email", StrIndex("lead__email", Value("@")) + 1)),
+    ).exclude(_lead_opted_out())

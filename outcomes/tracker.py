@@ -321,6 +321,21 @@ def track_meeting(outcome_id: OutcomeLabel | int, *, at: datetime, state: Meetin
     return _update(outcome_id, apply)
 
 
+def track_opportunity(
+    outcome_id: OutcomeLabel | int, *, at: datetime, value: Decimal | int | str | None = None
+) -> OutcomeLabel:
+    """The CRM opened an opportunity (deal) for the lead: ``opportunity_created``. ``value`` (the CRM's amount,
+    if given) sets ``deal_value`` unless a won deal already recorded one: the closing value wins over an opening
+    estimate whatever the order. ``at`` is accepted for symmetry (the row keeps no opportunity time)."""
+
+    def apply(row: OutcomeLabel) -> None:
+        row.opportunity_created = True
+        if value is not None and not (row.deal_closed and row.deal_value is not None):
+            row.deal_value = Decimal(str(value))
+
+    return _update(outcome_id, apply)
+
+
 def track_deal(
     outcome_id: OutcomeLabel | int, *, at: datetime, won: bool, value: Decimal | int | str | None = None
 ) -> OutcomeLabel:

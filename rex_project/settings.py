@@ -176,6 +176,11 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Missions, leads, outcomes and the training flywheel of REX.",
     "VERSION": "0.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Stable enum names where two models' choices would otherwise collide (e.g. StateBa1Enum).
+    "ENUM_NAME_OVERRIDES": {
+        "WebhookEventStateEnum": "webhooks.models.WebhookEvent.State",
+        "OutcomePolarityEnum": "outcomes.models.OutcomeLabel.Label",
+    },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "rex_project.schema.paths_without_trailing_slash",
@@ -241,6 +246,10 @@ OPENAI_API_KEY = env.str("OPENAI_API_KEY", default="")
 OPENAI_BASE_URL = env.str("OPENAI_BASE_URL", default="") or None
 OPENAI_MODEL = env.str("OPENAI_MODEL", default="gpt-4o-mini")
 OPENAI_FINE_TUNE_BASE_MODEL = env.str("OPENAI_FINE_TUNE_BASE_MODEL", default="gpt-4o-2024-08-06")
+# % of leads never contacted, so the real lift of the models can be measured (0-100; raising it only adds leads).
+TRAINING_HOLDOUT_PERCENTAGE = env.float("TRAINING_HOLDOUT_PERCENTAGE", default=0.0)
+# Exported fine-tuning datasets (one folder per run) and trained local models live here.
+TRAINING_DIR = Path(env.str("TRAINING_DIR", default=str(VAR_DIR / "training")))
 OPENAI_TIMEOUT = env.float("OPENAI_TIMEOUT", default=20.0)
 OPENAI_MAX_RETRIES = env.int("OPENAI_MAX_RETRIES", default=2)
 
@@ -272,6 +281,8 @@ SCRAPER_CACHE_TTL = env.int("SCRAPER_CACHE_TTL", default=7 * 24 * 3600)
 HUBSPOT_CLIENT_SECRET = env.str("HUBSPOT_CLIENT_SECRET", default="")
 PIPEDRIVE_WEBHOOK_USER = env.str("PIPEDRIVE_WEBHOOK_USER", default="")
 PIPEDRIVE_WEBHOOK_PASSWORD = env.str("PIPEDRIVE_WEBHOOK_PASSWORD", default="")
+# Salesforce Outbound Messages cannot be signed: only this org's (15- or 18-character id) are accepted.
+SALESFORCE_ORGANIZATION_ID = env.str("SALESFORCE_ORGANIZATION_ID", default="")
 CRM_WEBHOOK_SECRET = env.str("CRM_WEBHOOK_SECRET", default="")
 INBOX_WEBHOOK_SECRET = env.str("INBOX_WEBHOOK_SECRET", default="")
 

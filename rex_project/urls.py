@@ -17,7 +17,10 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("api/", include("agents.urls")),
+    path("api/", include("outcomes.urls")),
+    path("api/", include("webhooks.api_urls")),
     path("", include("agents.mission_urls")),
     path("", include("agents.domain_urls")),
     path("", include("webhooks.urls")),
+    path("", include("training.urls")),
 ]

@@ -12,6 +12,8 @@ from agents.rate_limits import rate_limits_reset
 from rex_project.celery import app as celery_app
 from rex_project.worker import start_worker, stop_worker
 from tests.factories import MembershipFactory
+from training.policy import PolicyModel
+from training.split import split_cache_clear
 
 
 def _database_url(settings_dict: dict) -> str:
@@ -47,6 +49,8 @@ def _clear_cache():
     cache.clear()
     forget_loaded_rules()
     rate_limits_reset()
+    split_cache_clear()
+    PolicyModel.forget()
     yield
 
 

@@ -31,7 +31,7 @@ from agents.models import (
     Suppression,
 )
 from outcomes.models import OutcomeLabel
-from training.models import ModelVersion, TrainingRun
+from training.models import ModelVersion, PromotionDecision, TrainingRun
 from webhooks.models import WebhookEvent
 
 SAME_ORG = factory.SelfAttribute("..organization")
@@ -223,6 +223,18 @@ class WebhookEventFactory(DjangoModelFactory):
     headers = factory.LazyFunction(lambda: {"Content-Type": "application/json"})
     signature = WebhookEvent.Signature.VALID
     state = WebhookEvent.State.RECEIVED
+
+
+class PromotionDecisionFactory(DjangoModelFactory):
+    class Meta:
+        model = PromotionDecision
+
+    kind = ModelVersion.Kind.POLICY
+    challenger = factory.SubFactory(ModelVersionFactory, kind=ModelVersion.Kind.POLICY)
+    champion = None
+    outcome = PromotionDecision.Outcome.WAITING
+    reason = "Not enough exposure yet."
+    figures = factory.LazyFunction(lambda: {"p_value": None})
 
 
 class TrainingRunFactory(DjangoModelFactory):

@@ -38,7 +38,7 @@ from agents.models import (
 )
 from outcomes.models import OutcomeLabel
 from tests import factories as f
-from training.models import ModelVersion, TrainingRun
+from training.models import ModelVersion, PromotionDecision, TrainingRun
 from webhooks.models import WebhookEvent
 
 pytestmark = pytest.mark.django_db
@@ -62,6 +62,7 @@ REX_BUILDERS = {
     OutcomeLabel: lambda: f.OutcomeLabelFactory(model_version=f.ModelVersionFactory(), agent_decisions={"a": 1}),
     WebhookEvent: lambda: f.WebhookEventFactory(organization=f.OrganizationFactory()),
     ModelVersion: lambda: f.ModelVersionFactory(metrics={"auc": 0.71}),
+    PromotionDecision: f.PromotionDecisionFactory,
     DecisionRule: f.DecisionRuleFactory,
     Mailbox: f.MailboxFactory,
     PhoneNumber: f.PhoneNumberFactory,

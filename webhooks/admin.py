@@ -2,11 +2,14 @@
 
 import json
 
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.template.defaultfilters import pluralize
 
 from rex_project.admin_utils import pre_block, pretty_json
+from rex_project.exceptions import ApplicationError
 
 from .models import WebhookEvent
+from .reprocess import REPROCESSABLE_STATES, webhook_event_reprocess
 
 # Credentials some providers send in headers (Pipedrive uses HTTP basic auth): never shown.
 SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
@@ -34,9 +37,32 @@ class WebhookEventAdmin(admin.ModelAdmin):
         "raw_body_pretty",
     )
     readonly_fields = tuple(f for f in fields if f != "state")
+    actions = ("reprocess_events",)
 
     def has_add_permission(self, request):
         return False  # Only providers write to the inbox.
+
+    @admin.action(description="Reprocess selected events (failed, unmatched or ignored)", permissions=["change"])
+    def reprocess_events(self, request, queryset):
+        reset = skipped = 0
+        for event in queryset.only("pk"):  # the service re-reads each row under a lock
+            try:
+                webhook_event_reprocess(event=event)
+            except ApplicationError:
+                skipped += 1
+            else:
+                reset += 1
+        if reset:
+            self.message_user(
+                request, f"{reset} event{pluralize(reset)} reset and queued for processing.", messages.SUCCESS
+            )
+        if skipped:
+            allowed = ", ".join(REPROCESSABLE_STATES)
+            self.message_user(
+                request,
+                f"{skipped} event{pluralize(skipped)} skipped: only {allowed} events are reprocessed.",
+                messages.WARNING,
+            )
 
     @admin.display(description="headers")
     def headers_pretty(self, obj: WebhookEvent):

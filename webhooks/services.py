@@ -17,6 +17,8 @@ from outcomes import tracker
 from outcomes.models import OutcomeLabel
 from outcomes.replies import reply_record
 from webhooks.common import MalformedPayload, kept_headers, mark
+from webhooks.crm import crm_event_process
+from webhooks.inbox import inbox_process
 from webhooks.models import WebhookEvent
 
 logger = logging.getLogger("rex.webhooks")
@@ -280,8 +282,24 @@ def _twilio_sender(payload: dict) -> str:
         return ""
 
 
+def _latest_sms_outcome(*, organization_ids, phone: str) -> OutcomeLabel | None:
+    """The outcome of the last SMS sent to ``phone``: what an inbound reply or opt-out answers."""
+    return (
+        _twilio_sms_outcomes()
+        .filter(
+            organization_id__in=organization_ids,
+            message__channel=Message.Channel.SMS,
+            message__status=Message.Status.SENT,
+            message__to_address=phone,
+        )
+        .order_by("-message__sent_at", "-message_id")
+        .first()
+    )
+
+
 def _twilio_keyword(event: WebhookEvent, keyword: str, phone: str, organizations: list[Organization]) -> None:
-    """Twilio has already blocked (or unblocked) the pair; mirror it in every organization that knows the number."""
+    """Twilio has already blocked (or unblocked) the pair; mirror it in every organization that knows the number.
+    A STOP also marks the last SMS's outcome unsubscribed, as an email unsubscribe does (a training signal)."""
     for organization in organizations:
         if keyword == "stop":
             suppress(
@@ -291,6 +309,8 @@ def _twilio_keyword(event: WebhookEvent, keyword: str, phone: str, organizations
                 reason=Suppression.Reason.SMS_STOP,
                 note=f"Twilio {event.provider_event_id}",
             )
+            if outcome := _latest_sms_outcome(organization_ids=[organization.pk], phone=phone):
+                tracker.track_unsubscribed(outcome, at=event.received_at)
         else:
             unsuppress(organization=organization, kind=Suppression.Kind.PHONE, value=phone)
     mark(event, WebhookEvent.State.PROCESSED)
@@ -313,17 +333,7 @@ def _twilio_inbound(event: WebhookEvent, payload: dict) -> None:
     if body.strip().upper() in TWILIO_HELP_WORDS:
         mark(event, WebhookEvent.State.IGNORED, "Help keyword (Twilio answers it).")
         return
-    outcome = (
-        _twilio_sms_outcomes()
-        .filter(
-            organization_id__in=org_ids,
-            message__channel=Message.Channel.SMS,
-            message__status=Message.Status.SENT,
-            message__to_address=phone,
-        )
-        .order_by("-message__sent_at", "-message_id")
-        .first()
-    )
+    outcome = _latest_sms_outcome(organization_ids=org_ids, phone=phone)
     if outcome is None:
         mark(event, WebhookEvent.State.UNMATCHED, "No sent SMS to this number yet.")
         return
@@ -342,6 +352,11 @@ def _twilio_process(event: WebhookEvent) -> None:
 PROCESSORS: dict[str, Callable[[WebhookEvent], None]] = {
     WebhookEvent.Provider.SENDGRID: _sendgrid_process,
     WebhookEvent.Provider.TWILIO: _twilio_process,
+    WebhookEvent.Provider.INBOX: inbox_process,
+    WebhookEvent.Provider.HUBSPOT: crm_event_process,
+    WebhookEvent.Provider.PIPEDRIVE: crm_event_process,
+    WebhookEvent.Provider.SALESFORCE: crm_event_process,
+    WebhookEvent.Provider.CRM_GENERIC: crm_event_process,
 }
 
 

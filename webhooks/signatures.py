@@ -5,10 +5,12 @@ A rejected signature is answered 4xx and never retried on our side: a forged or 
 valid later, and the provider retries a genuine one on its own.
 """
 
+import base64
 import binascii
 import hashlib
 import hmac
 import logging
+import re
 import time
 from collections.abc import Mapping
 from functools import lru_cache
@@ -129,6 +131,106 @@ def rex_hmac_signature_check(*, raw_body: bytes, headers: Mapping[str, str], set
     timestamp = headers.get(REX_TIMESTAMP_HEADER) or ""
     _check_timestamp(timestamp)
     expected = rex_hmac_signature(secret=secret, timestamp=timestamp, raw_body=raw_body)
-    if not hmac.compare_digest(expected, signature.strip()):
+    # Bytes, not str: compare_digest raises TypeError on a non-ASCII str (a garbled header must be a 403).
+    if not hmac.compare_digest(expected.encode(), signature.strip().encode()):
         raise SignatureRejected(403, "Invalid signature.")
+    return WebhookEvent.Signature.VALID
+
+
+# --- CRMs -----------------------------------------------------------------------------------------
+
+HUBSPOT_SIGNATURE_HEADER = "X-HubSpot-Signature-v3"
+HUBSPOT_TIMESTAMP_HEADER = "X-HubSpot-Request-Timestamp"
+# HubSpot decodes these escapes in the request URI before signing it (its "Validating requests" guide).
+HUBSPOT_URI_DECODED = {
+    "%3A": ":",
+    "%2F": "/",
+    "%3F": "?",
+    "%40": "@",
+    "%21": "!",
+    "%24": "$",
+    "%27": "'",
+    "%28": "(",
+    "%29": ")",
+    "%2A": "*",
+    "%2C": ",",
+    "%3B": ";",
+}
+_HUBSPOT_ESCAPES = re.compile("|".join(HUBSPOT_URI_DECODED), re.IGNORECASE)
+
+
+def _not_configured(setting: str, provider: str) -> str:
+    if settings.DEBUG:
+        logger.warning("%s is not set: accepting an unverified %s webhook (DEBUG)", setting, provider)
+        return WebhookEvent.Signature.NOT_CONFIGURED
+    logger.error("%s is not set: refusing the %s webhook", setting, provider)
+    raise SignatureRejected(403, "Webhook verification is not configured.")
+
+
+def hubspot_signature(*, secret: str, method: str, uri: str, raw_body: bytes, timestamp: str) -> str:
+    """HubSpot's v3 signature: base64(HMAC-SHA256(client secret, method + URI + raw body + timestamp))."""
+    signed_uri = _HUBSPOT_ESCAPES.sub(lambda match: HUBSPOT_URI_DECODED[match.group(0).upper()], uri)
+    message = method.upper().encode() + signed_uri.encode() + raw_body + timestamp.encode()
+    return base64.b64encode(hmac.new(secret.encode(), message, hashlib.sha256).digest()).decode()
+
+
+def hubspot_signature_check(*, method: str, uri: str, raw_body: bytes, headers: Mapping[str, str]) -> str:
+    """Verify ``X-HubSpot-Signature-v3`` with the app's client secret (HUBSPOT_CLIENT_SECRET). ``uri`` must be the
+    one HubSpot called: PUBLIC_BASE_URL + path + query string. The timestamp is in milliseconds."""
+    secret = settings.HUBSPOT_CLIENT_SECRET
+    if not secret:
+        return _not_configured("HUBSPOT_CLIENT_SECRET", "HubSpot")
+    signature = headers.get(HUBSPOT_SIGNATURE_HEADER) or ""
+    if not signature:
+        raise SignatureRejected(401, "Missing signature.")
+    timestamp = (headers.get(HUBSPOT_TIMESTAMP_HEADER) or "").strip()
+    if not timestamp.isdigit():
+        raise SignatureRejected(403, "Missing or malformed signature timestamp.")
+    if abs(_now() * 1000 - int(timestamp)) > MAX_SKEW_SECONDS * 1000:
+        raise SignatureRejected(403, "Signature timestamp is outside the allowed window.")
+    expected = hubspot_signature(secret=secret, method=method, uri=uri, raw_body=raw_body, timestamp=timestamp)
+    if not hmac.compare_digest(expected.encode(), signature.strip().encode()):
+        raise SignatureRejected(403, "Invalid signature.")
+    return WebhookEvent.Signature.VALID
+
+
+def _basic_credentials(headers: Mapping[str, str]) -> tuple[str, str]:
+    scheme, _, token = (headers.get("Authorization") or "").strip().partition(" ")
+    if scheme.lower() != "basic" or not token.strip():
+        raise SignatureRejected(401, "Missing HTTP basic credentials.")
+    try:
+        user, colon, password = base64.b64decode(token.strip(), validate=True).decode("utf-8").partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        raise SignatureRejected(401, "Malformed HTTP basic credentials.") from None
+    if not colon:
+        raise SignatureRejected(401, "Malformed HTTP basic credentials.")
+    return user, password
+
+
+def pipedrive_basic_auth_check(*, headers: Mapping[str, str]) -> str:
+    """Pipedrive cannot sign its webhooks: HTTP basic auth (PIPEDRIVE_WEBHOOK_USER / PIPEDRIVE_WEBHOOK_PASSWORD,
+    set on the webhook in Pipedrive) is the check, compared in constant time."""
+    user, password = settings.PIPEDRIVE_WEBHOOK_USER, settings.PIPEDRIVE_WEBHOOK_PASSWORD
+    if not (user and password):
+        return _not_configured("PIPEDRIVE_WEBHOOK_USER/PIPEDRIVE_WEBHOOK_PASSWORD", "Pipedrive")
+    given_user, given_password = _basic_credentials(headers)
+    # Both comparisons always run, so the timing does not tell which half was wrong.
+    user_ok = hmac.compare_digest(given_user.encode(), user.encode())
+    password_ok = hmac.compare_digest(given_password.encode(), password.encode())
+    if not (user_ok and password_ok):
+        raise SignatureRejected(401, "Invalid credentials.")
+    return WebhookEvent.Signature.VALID
+
+
+def salesforce_organization_check(*, organization_id: str) -> str:
+    """Salesforce Outbound Messages carry no signature: accept only the configured org
+    (SALESFORCE_ORGANIZATION_ID). Org ids are not secret; an IP allowlist or mutual TLS at the proxy is what
+    makes this endpoint trustworthy in production."""
+    expected = settings.SALESFORCE_ORGANIZATION_ID.strip()
+    if not expected:
+        return _not_configured("SALESFORCE_ORGANIZATION_ID", "Salesforce")
+    given = (organization_id or "").strip()
+    # Ids come as 15 case-sensitive characters or 18 (the 15 plus a checksum suffix): compare the 15.
+    if len(given) not in (15, 18) or not hmac.compare_digest(given[:15].encode(), expected[:15].encode()):
+        raise SignatureRejected(403, "Unknown Salesforce organization.")
     return WebhookEvent.Signature.VALID

@@ -6,12 +6,28 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from webhooks.common import MalformedPayload
+from webhooks.crm import CrmRequest, crm_events_receive
+from webhooks.crm_formats import DEALS, MEETINGS
+from webhooks.inbox import inbox_messages_parse, inbox_messages_store
+from webhooks.models import WebhookEvent
 from webhooks.services import sendgrid_events_parse, sendgrid_events_store, twilio_event_store
-from webhooks.signatures import SignatureRejected, sendgrid_signature_check, twilio_signature_check
-from webhooks.tasks import process_webhook_event
+from webhooks.signatures import (
+    SignatureRejected,
+    rex_hmac_signature_check,
+    sendgrid_signature_check,
+    twilio_signature_check,
+)
+from webhooks.tasks import process_webhook_event, process_webhook_events
 
 # An empty TwiML answer: no auto-reply (Twilio itself answers the opt-out keywords).
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
+# Salesforce redelivers an outbound message until it gets this acknowledgement.
+SALESFORCE_ACK = (
+    '<?xml version="1.0" encoding="UTF-8"?>'
+    '<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/"><soapenv:Body>'
+    '<notificationsResponse xmlns="http://soap.sforce.com/2005/09/outbound"><Ack>true</Ack></notificationsResponse>'
+    "</soapenv:Body></soapenv:Envelope>"
+)
 
 
 @csrf_exempt
@@ -30,8 +46,8 @@ def sendgrid_events(request: HttpRequest) -> JsonResponse:
         return JsonResponse({"detail": exc.reason}, status=exc.status)
     except MalformedPayload as exc:
         return JsonResponse({"detail": exc.reason}, status=400)
-    for event_id in new_ids:
-        process_webhook_event.delay_on_commit(event_id)
+    if new_ids:  # one task for the batch, not one per event: a burst stays a few broker messages
+        process_webhook_events.delay_on_commit(new_ids)
     return JsonResponse({"received": len(events), "new": len(new_ids)})
 
 
@@ -58,3 +74,57 @@ def twilio_messages(request: HttpRequest) -> HttpResponse:
     if event_id is not None:
         process_webhook_event.delay_on_commit(event_id)
     return HttpResponse(EMPTY_TWIML, content_type="text/xml")
+
+
+@csrf_exempt
+@require_POST
+def inbox_sync(request: HttpRequest) -> JsonResponse:
+    """Inbound emails from a mailbox integration (REX's HMAC scheme over the raw bytes, INBOX_WEBHOOK_SECRET)."""
+    try:
+        signature = rex_hmac_signature_check(
+            raw_body=request.body, headers=request.headers, setting="INBOX_WEBHOOK_SECRET"
+        )
+        messages = inbox_messages_parse(raw_body=request.body)
+        new_ids = inbox_messages_store(messages=messages, headers=dict(request.headers), signature=signature)
+    except SignatureRejected as exc:
+        return JsonResponse({"detail": exc.reason}, status=exc.status)
+    except MalformedPayload as exc:
+        return JsonResponse({"detail": exc.reason}, status=400)
+    if new_ids:  # one task for the batch, like the SendGrid receiver
+        process_webhook_events.delay_on_commit(new_ids)
+    return JsonResponse({"received": len(messages), "new": len(new_ids)})
+
+
+def _crm_events(request: HttpRequest, endpoint: str) -> HttpResponse:
+    """HubSpot, Pipedrive, Salesforce or REX's generic JSON, told apart by the payload (webhooks.crm)."""
+    crm_request = CrmRequest(
+        endpoint=endpoint,
+        method=request.method or "POST",
+        # Behind a proxy request.build_absolute_uri() is not what HubSpot signed: use the configured public URL.
+        uri=settings.PUBLIC_BASE_URL + request.get_full_path(),
+        raw_body=request.body,
+        headers=request.headers,
+    )
+    try:
+        receipt = crm_events_receive(request=crm_request)
+    except SignatureRejected as exc:
+        return JsonResponse({"detail": exc.reason}, status=exc.status)
+    except MalformedPayload as exc:
+        return JsonResponse({"detail": exc.reason}, status=400)
+    if receipt.new_ids:  # one task for the batch, like the SendGrid receiver
+        process_webhook_events.delay_on_commit(receipt.new_ids)
+    if receipt.provider == WebhookEvent.Provider.SALESFORCE:
+        return HttpResponse(SALESFORCE_ACK, content_type="text/xml")
+    return JsonResponse({"received": receipt.received, "new": len(receipt.new_ids)})
+
+
+@csrf_exempt
+@require_POST
+def crm_deals(request: HttpRequest) -> HttpResponse:
+    return _crm_events(request, DEALS)
+
+
+@csrf_exempt
+@require_POST
+def crm_meetings(request: HttpRequest) -> HttpResponse:
+    return _crm_events(request, MEETINGS)

@@ -1,7 +1,9 @@
 """PersonalizerAgent: picks a copywriting strategy per lead and writes the lead's first message.
 
 Strategy: Thompson sampling over (framework, tone) arms, fed by the organization's outcome labels, so
-untried arms get explored and proven winners get most of the traffic. Writer: the framework templates
+untried arms get explored and proven winners get most of the traffic; when the lead's A/B arm has a deployed
+policy model (training/policy.py), its best predicted strategy is used instead. Holdout leads
+(TRAINING_HOLDOUT_PERCENTAGE) are never written to. Writer: the framework templates
 (templates/messages/), or the deployed message-writer model when one is deployed and OpenAI is configured;
 the model only ever sees redacted lead context.
 """
@@ -19,12 +21,15 @@ from django.utils import timezone
 from agents.decisions.engine import decide
 from agents.decisions.lifecycle import lead_can, lead_transition
 from agents.decisions.llm import LLMQuestion, openai_client
+from agents.decisions.types import Decision
 from agents.models import AgentRun, Lead, Message, MissionLead
 from agents.pipeline.base import Agent, StepResult
 from agents.pipeline.seniority import seniority_of
 from outcomes.redaction import PLACEHOLDER_RE, redact, restore
 from outcomes.selectors import strategy_performance
 from training.models import ModelVersion
+from training.policy import PolicyChoice, policy_choose
+from training.split import is_holdout
 
 FRAMEWORKS = ("PAS", "AIDA", "BAB", "FAB")
 TONES = ("professional", "friendly", "direct")
@@ -308,10 +313,12 @@ class PersonalizerAgent(Agent):
         if existing is not None and existing.status != Message.Status.QUEUED:
             # Already on its way or sent: a retried task must never rewrite it.
             return StepResult(output={"message_id": existing.pk, "unchanged": existing.status})
+        if is_holdout(lead_id=lead.pk):
+            return _held_out(existing)
         rng = random.Random(f"{self.mission.pk}:{lead.pk}")  # a retried task makes the same choice
-        framework, tone, exploration = choose_strategy(arms_stats=self.arms_stats, rng=rng)
-        variant = rng.choice(VARIANTS)
         channel = self.reviver_channel(lead)
+        framework, tone, exploration, policy = self.strategy(lead, channel, rng)
+        variant = rng.choice(VARIANTS)
         facts = self.facts(lead, framework, tone)
         decision = decide(
             lead=lead, stage="personalize", event="personalize", facts=facts, llm_question=_question(lead, facts)
@@ -323,13 +330,32 @@ class PersonalizerAgent(Agent):
         channel = _reachable_channel(lead, channel)
         brief = Brief(lead, framework, tone, variant, channel, lead_signals(lead), self.sender_name)
         draft = self.write(brief)
-        record = _decisions_record(brief, draft, exploration, decision)
+        record = _decisions_record(brief, draft, exploration, decision, policy)
         message = self.save_message(existing, lead=lead, brief=brief, draft=draft, record=record)
         if message.status != Message.Status.QUEUED:
             return StepResult(decision=decision, output={"message_id": message.pk, "unchanged": message.status})
         lead_transition(lead, "personalize")
         output = {"message_id": message.pk, "framework": framework, "tone": tone, "variant": variant}
         return StepResult(decision=decision, output={**output, "channel": channel, "writer": draft.writer})
+
+    def strategy(self, lead: Lead, channel: str, rng: random.Random) -> tuple[str, str, dict, PolicyChoice | None]:
+        """The deployed policy model's pick when the lead's A/B arm has one; Thompson sampling otherwise.
+
+        The policy scores framework × tone on the channel the reviver chose (channel choice stays with the
+        reviver and the rules). Its exploration has its own seed, so the fallback's draws never change.
+        """
+        channel = _reachable_channel(lead, channel)
+        candidates = [{"framework": f, "tone": t, "channel": channel} for f in FRAMEWORKS for t in TONES]
+        choice = policy_choose(
+            lead=lead,
+            candidates=candidates,
+            rng=random.Random(f"{self.mission.pk}:{lead.pk}:1:policy"),
+            campaign=self.mission.campaign,
+        )
+        if choice is None:
+            return (*choose_strategy(arms_stats=self.arms_stats, rng=rng), None)
+        exploration = {"method": "policy", "probability": choice.probability, "explored": choice.explored}
+        return choice.strategy["framework"], choice.strategy["tone"], exploration, choice
 
     def facts(self, lead: Lead, framework: str, tone: str) -> dict:
         return {
@@ -384,6 +410,21 @@ def _question(lead: Lead, facts: dict) -> LLMQuestion:
     )
 
 
+def _held_out(existing: Message | None) -> StepResult:
+    """Holdout leads are never contacted: comparing them with everyone else measures the real lift."""
+    if existing is not None:  # queued before the holdout grew to include this lead
+        Message.objects.filter(pk=existing.pk, status=Message.Status.QUEUED).update(
+            status=Message.Status.CANCELLED, error="holdout", updated_at=timezone.now()
+        )
+    decision = Decision(stage="personalize", action="skip", layer=AgentRun.Layer.NONE, reason="holdout")
+    return StepResult(
+        proceed=False,
+        decision=decision,
+        final_status=MissionLead.Status.SKIPPED,
+        output={"skipped": "holdout", "reason": "holdout"},
+    )
+
+
 def _stopped(lead: Lead, decision) -> StepResult:
     # A personalize rule that disqualifies means it: the lifecycle records it (skip and stop leave the state).
     if decision.action == "disqualify" and lead_can(lead, "disqualify"):
@@ -412,7 +453,9 @@ def _to_address(lead: Lead, channel: str) -> str:
     return lead.email
 
 
-def _decisions_record(brief: Brief, draft: Draft, exploration: dict, decision) -> dict:
+def _decisions_record(
+    brief: Brief, draft: Draft, exploration: dict, decision, policy: PolicyChoice | None = None
+) -> dict:
     record = {
         "framework": brief.framework,
         "tone": brief.tone,
@@ -424,6 +467,20 @@ def _decisions_record(brief: Brief, draft: Draft, exploration: dict, decision) -
         "signals_used": len(brief.signals),
         "decision": {"action": decision.action, "layer": decision.layer, "reason": decision.reason[:200]},
     }
+    if policy is not None:
+        record["policy"] = {
+            "version": policy.version.pk,
+            "probability": policy.probability,
+            "explored": policy.explored,
+        }
+        # "model_version" becomes OutcomeLabel.model_version: the model that produced the message. With the
+        # template writer that is the policy (its A/B arm is the experiment); when a fine-tuned writer wrote
+        # the text, the label names the writer and the policy is kept under "policy_version". The registry's
+        # rollups credit a policy through record["policy"] as well, so neither experiment loses messages.
+        if draft.model_version_id is None:
+            record["model_version"] = policy.version.pk
+        else:
+            record["policy_version"] = policy.version.pk
     if draft.llm_error:
         record["llm_fallback"] = draft.llm_error
     if draft.llm_tokens:

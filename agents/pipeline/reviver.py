@@ -16,8 +16,10 @@ from agents.decisions.lifecycle import lead_can, lead_transition
 from agents.decisions.llm import LLMQuestion
 from agents.models import AgentRun, Lead, MissionLead
 from agents.pipeline.base import Agent, StepResult
+from agents.pipeline.personalizer import FRAMEWORKS, TONES
 from agents.pipeline.seniority import seniority_of
 from outcomes.models import OutcomeLabel
+from training.policy import policy_best_probability
 
 # Log-odds of a lead we know nothing about: about one in four revives (sigmoid(-1.0) = 0.27).
 INTERCEPT = -1.0
@@ -61,11 +63,14 @@ CHANNELS = frozenset({"email", "sms"})
 
 
 def policy_probability(lead: Lead) -> float | None:
-    """The deployed policy model's probability, or None while no model is deployed.
+    """The probability of a positive outcome with the best strategy, by the policy model deployed to the lead's
+    A/B arm; None when the arm has none (the hand-set model then scores the lead).
 
-    The hook for the model registry: when it returns a number, it replaces the hand-set model.
+    Every strategy the personalizer could use is scored, on each channel the lead can be reached on.
     """
-    return None
+    channels = ("email", "sms") if lead.phone else ("email",)
+    candidates = [{"framework": f, "tone": t, "channel": c} for f in FRAMEWORKS for t in TONES for c in channels]
+    return policy_best_probability(lead=lead, candidates=candidates)
 
 
 def lost_reason_category(reason: str) -> str:

@@ -46,6 +46,27 @@ SCHEDULE = {
         "Every minute: a webhook event stored but never processed (its enqueue lost, a worker crash, or its "
         "outcome not matched yet) is picked up again within a minute or two, so no provider event is dropped.",
     ),
+    "Weekly training cycle": (
+        "training.tasks.weekly_training_cycle",
+        {"minute": "0", "hour": "2", "day_of_week": "1"},
+        {},
+        "Monday 02:00 UTC, the quietest hour of the week: a full week of outcomes (including the weekend's late "
+        "replies) is labelled, and the new challenger starts its A/B test with the working week.",
+    ),
+    "Promote or retire A/B challengers": (
+        "training.tasks.promotion_check",
+        {"minute": "30", "hour": "3"},
+        {},
+        "Daily 03:30 UTC, after the night's webhooks settled: a challenger that has had its week of exposure is "
+        "promoted when it significantly wins, or retired, within a day of the test being conclusive.",
+    ),
+    "Poll OpenAI fine-tuning jobs": (
+        "training.tasks.poll_finetune_jobs",
+        {"minute": "*/5"},
+        {},
+        "Every 5 minutes: fine-tunes take 30-60 minutes, so a finished job is noticed within minutes without a "
+        "task that blocks a worker while waiting.",
+    ),
     "Clean expired task results": (
         "celery.backend_cleanup",
         {"minute": "0", "hour": "4"},

@@ -1,0 +1,614 @@
+"""The CRM receivers (/webhooks/crm/deals, /webhooks/crm/meetings): every format with real-shaped payloads,
+signed the way each CRM signs, then processed as the Celery task would (webhook_event_process)."""
+
+import base64
+import hashlib
+import hmac
+import json
+import time
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pytest
+
+from agents.models import Suppression
+from outcomes.models import OutcomeLabel
+from tests.factories import LeadFactory, OutcomeLabelFactory
+from webhooks.models import WebhookEvent
+from webhooks.services import webhook_event_process
+
+pytestmark = pytest.mark.django_db
+
+PUBLIC_BASE_URL = "https://rex.example.com"
+DEALS_PATH = "/webhooks/crm/deals"
+MEETINGS_PATH = "/webhooks/crm/meetings"
+CRM_SECRET = "crm-webhook-secret"
+HUBSPOT_SECRET = "hubspot-client-secret"
+PIPEDRIVE_USER = "rex-hook"
+PIPEDRIVE_PASSWORD = "pd-pass-w0rd"
+SALESFORCE_ORG = "00D5g000004XyZaEAK"  # the 18-character form
+
+
+def rex_headers(body: bytes, *, secret: str = CRM_SECRET, timestamp: int | None = None) -> dict:
+    """REX's generic scheme: hex HMAC-SHA256 over "<unix seconds>.<raw body>"."""
+    stamp = str(int(time.time()) if timestamp is None else timestamp)
+    digest = hmac.new(secret.encode(), stamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+    return {"X-Rex-Timestamp": stamp, "X-Rex-Signature": f"sha256={digest}"}
+
+
+def hubspot_headers(body: bytes, *, uri: str, secret: str = HUBSPOT_SECRET, timestamp_ms: int | None = None) -> dict:
+    """HubSpot's v3 signature, computed as its guide says: base64(HMAC-SHA256(secret, method + URI + body +
+    timestamp)), the URI being the one HubSpot called (with the listed escapes decoded)."""
+    stamp = str(int(time.time() * 1000) if timestamp_ms is None else timestamp_ms)
+    source = "POST" + uri + body.decode() + stamp
+    digest = hmac.new(secret.encode(), source.encode(), hashlib.sha256).digest()
+    return {"X-HubSpot-Signature-v3": base64.b64encode(digest).decode(), "X-HubSpot-Request-Timestamp": stamp}
+
+
+def basic_auth(user: str = PIPEDRIVE_USER, password: str = PIPEDRIVE_PASSWORD) -> dict:
+    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
+
+
+def dumps(value) -> bytes:
+    return json.dumps(value).encode()
+
+
+def hubspot_event(event_id: int, subscription: str, object_id: int = 1234, **fields) -> dict:
+    return {
+        "eventId": event_id,
+        "subscriptionId": 2881778,
+        "portalId": 62515,
+        "appId": 1160452,
+        "occurredAt": 1_760_000_000_000 + event_id,
+        "subscriptionType": subscription,
+        "attemptNumber": 0,
+        "objectId": object_id,
+        "changeSource": "CRM_UI",
+        **fields,
+    }
+
+
+def pipedrive_body(entity: str, action: str, data: dict | None, *, event_id: str = "7e0c6a2c-1b4b", **meta) -> dict:
+    return {
+        "meta": {
+            "action": action,
+            "entity": entity,
+            "entity_id": str((data or {}).get("id", 1)),
+            "company_id": "12345",
+            "user_id": "67890",
+            "id": event_id,
+            "timestamp": "2025-05-01T10:00:00.000Z",
+            "type": "general",
+            "version": "2.0",
+            "webhook_id": "222",
+            "attempt": 1,
+            **meta,
+        },
+        "data": data,
+        "previous": None,
+    }
+
+
+def salesforce_envelope(notifications: list[tuple[str, str, dict]], *, organization_id: str = SALESFORCE_ORG) -> bytes:
+    """An Outbound Message as Salesforce sends it; ``notifications`` is ``[(notification id, sObject type,
+    {field: value or None})]``."""
+    items = []
+    for notification_id, sobject_type, fields in notifications:
+        values = "".join(
+            f'<sf:{name} xsi:nil="true"/>' if value is None else f"<sf:{name}>{value}</sf:{name}>"
+            for name, value in fields.items()
+        )
+        items.append(
+            f"<Notification><Id>{notification_id}</Id>"
+            f'<sObject xsi:type="sf:{sobject_type}" xmlns:sf="urn:sobject.enterprise.soap.sforce.com">'
+            f"{values}</sObject></Notification>"
+        )
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>'
+        '<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" '
+        'xmlns:xsd="http://www.w3.org/2001/XMLSchema" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">'
+        "<soapenv:Body>"
+        '<notifications xmlns="http://soap.sforce.com/2005/09/outbound">'
+        f"<OrganizationId>{organization_id}</OrganizationId>"
+        "<ActionId>04k5g000000GmaNAAS</ActionId>"
+        "<SessionId>00D5g000004XyZa!AQ4AQLive.Session.Token</SessionId>"
+        "<EnterpriseUrl>https://acme.my.salesforce.com/services/Soap/c/59.0/00D5g000004XyZa</EnterpriseUrl>"
+        "<PartnerUrl>https://acme.my.salesforce.com/services/Soap/u/59.0/00D5g000004XyZa</PartnerUrl>"
+        + "".join(items)
+        + "</notifications></soapenv:Body></soapenv:Envelope>"
+    ).encode()
+
+
+SENT_AT = datetime(2025, 5, 1, 12, tzinfo=UTC)
+JSON = "application/json"
+
+
+@pytest.fixture(autouse=True)
+def crm_settings(settings):
+    settings.DEBUG = False
+    settings.PUBLIC_BASE_URL = PUBLIC_BASE_URL
+    settings.CRM_WEBHOOK_SECRET = CRM_SECRET
+    settings.HUBSPOT_CLIENT_SECRET = HUBSPOT_SECRET
+    settings.PIPEDRIVE_WEBHOOK_USER = PIPEDRIVE_USER
+    settings.PIPEDRIVE_WEBHOOK_PASSWORD = PIPEDRIVE_PASSWORD
+    settings.SALESFORCE_ORGANIZATION_ID = SALESFORCE_ORG[:15]  # the 15-character form matches the 18
+    return settings
+
+
+@pytest.fixture
+def outcome(db):
+    return OutcomeLabelFactory(sent_at=SENT_AT)
+
+
+def process_all() -> dict[str, WebhookEvent]:
+    """What the enqueued task runs, for every stored event; returns them by provider event id."""
+    for event_id in WebhookEvent.objects.order_by("id").values_list("id", flat=True):
+        webhook_event_process(event_id=event_id)
+    return {event.provider_event_id: event for event in WebhookEvent.objects.all()}
+
+
+def post_generic(client, events, *, path: str = DEALS_PATH, headers: dict | None = None):
+    body = dumps(events)
+    return client.post(path, data=body, content_type=JSON, headers=rex_headers(body) if headers is None else headers)
+
+
+# --- Generic JSON ---------------------------------------------------------------------------------
+
+
+def test_a_signed_generic_batch_is_stored_once_and_records_the_won_deal(
+    client, outcome, django_capture_on_commit_callbacks
+):
+    events = [
+        {
+            "event_id": "crm-1",
+            "event": "opportunity.created",
+            "occurred_at": "2025-05-02T09:00:00Z",
+            "outcome_id": outcome.pk,
+            "deal": {"id": "D-9", "value": "9000.00", "currency": "USD"},
+        },
+        {
+            "event_id": "crm-2",
+            "event": "deal.won",
+            "occurred_at": 1_747_843_200,
+            "outcome_id": outcome.pk,
+            "deal": {"id": "D-9", "value": 12000.5, "currency": "USD", "closed_at": "2025-05-21T16:00:00+00:00"},
+        },
+    ]
+    with django_capture_on_commit_callbacks() as callbacks:
+        response = post_generic(client, events)
+
+    assert response.status_code == 200
+    assert response.json() == {"received": 2, "new": 2}
+    assert len(callbacks) == 1  # one task for the batch
+    stored = WebhookEvent.objects.order_by("id")
+    assert [(e.provider, e.provider_event_id, e.event_type, e.signature) for e in stored] == [
+        (WebhookEvent.Provider.CRM_GENERIC, "crm-1", "opportunity.created", WebhookEvent.Signature.VALID),
+        (WebhookEvent.Provider.CRM_GENERIC, "crm-2", "deal.won", WebhookEvent.Signature.VALID),
+    ]
+    assert json.loads(stored[1].raw_body) == events[1]
+
+    processed = process_all()
+    assert {event.state for event in processed.values()} == {WebhookEvent.State.PROCESSED}
+    assert {event.organization_id for event in processed.values()} == {outcome.organization_id}
+    outcome.refresh_from_db()
+    assert outcome.opportunity_created and outcome.deal_closed and not outcome.deal_lost
+    assert outcome.deal_value == Decimal("12000.50")
+    assert outcome.deal_closed_at == datetime(2025, 5, 21, 16, tzinfo=UTC)
+    assert outcome.time_to_close_days == 20
+    assert (outcome.training_label, outcome.training_weight) == (OutcomeLabel.Label.POSITIVE, 10.0)
+
+    # The CRM delivers the same batch again: acknowledged, nothing new stored or enqueued.
+    with django_capture_on_commit_callbacks() as callbacks:
+        again = post_generic(client, events)
+    assert again.status_code == 200
+    assert again.json() == {"received": 2, "new": 0}
+    assert callbacks == []
+    assert WebhookEvent.objects.count() == 2
+
+
+def test_a_single_generic_object_on_the_meetings_endpoint_records_a_completed_meeting(client, outcome):
+    event = {"event_id": "mtg-7", "event": "meeting.completed", "lead_id": outcome.lead_id, "meeting": {"id": "M-1"}}
+
+    response = post_generic(client, event, path=MEETINGS_PATH + "/")
+
+    assert response.status_code == 200
+    assert response.json() == {"received": 1, "new": 1}
+    assert process_all()["mtg-7"].state == WebhookEvent.State.PROCESSED
+    outcome.refresh_from_db()
+    assert outcome.meeting_booked and outcome.meeting_completed
+    assert (outcome.training_label, outcome.training_weight) == (OutcomeLabel.Label.POSITIVE, 7.0)
+
+
+def test_an_event_of_the_other_endpoint_is_refused_and_nothing_of_the_batch_is_stored(client, outcome):
+    events = [
+        {"event_id": "ok-1", "event": "meeting.booked", "outcome_id": outcome.pk},
+        {"event_id": "bad-2", "event": "deal.won", "outcome_id": outcome.pk},
+    ]
+
+    response = post_generic(client, events, path=MEETINGS_PATH)
+
+    assert response.status_code == 400
+    detail = response.json()["detail"]
+    assert "Event 1" in detail and "'event'" in detail and "deal.won" in detail
+    assert WebhookEvent.objects.count() == 0
+
+
+VALID = {"event_id": "e-1", "event": "deal.won", "email": "maya@brightlane.example.com"}
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b"{not json", "neither JSON"),
+        (b"[]", "empty array"),
+        (dumps([{"event": "deal.won", "outcome_id": 1}]), "'event_id'"),
+        (dumps([{**VALID, "event_id": "x" * 256}]), "'event_id'"),
+        (dumps([{"event_id": "e-1", "event": "deal.won"}]), "one of 'outcome_id', 'lead_id' or 'email'"),
+        (dumps([{**VALID, "event": "deal.signed"}]), "'event'"),
+        (dumps([{**VALID, "occurred_at": "yesterday"}]), "'occurred_at'"),
+        (dumps([{**VALID, "outcome_id": True}]), "'outcome_id'"),
+        (dumps([{**VALID, "lead_id": "twelve"}]), "'lead_id'"),
+        (dumps([{**VALID, "email": "not-an-email"}]), "'email'"),
+        (dumps([{**VALID, "deal": "12000"}]), "'deal' must be an object"),
+        (dumps([{**VALID, "deal": {"value": "12k"}}]), "'deal.value'"),
+        (dumps([{**VALID, "deal": {"value": -5}}]), "'deal.value'"),
+        (dumps([{**VALID, "deal": {"closed_at": "21/05/2025"}}]), "'deal.closed_at'"),
+        (dumps([{**VALID, "meeting": {"starts_at": 10**20}}]), "'meeting.starts_at'"),
+        (dumps([VALID, "deal.won"]), "Event 1 is not an object"),
+    ],
+)
+def test_a_malformed_generic_body_is_refused_with_the_reason_and_nothing_stored(client, body, reason):
+    response = client.post(DEALS_PATH, data=body, content_type=JSON, headers=rex_headers(body))
+
+    assert response.status_code == 400
+    assert reason in response.json()["detail"]
+    assert WebhookEvent.objects.count() == 0
+
+
+@pytest.mark.parametrize(
+    ("make_headers", "status"),
+    [
+        (lambda body: rex_headers(body, secret="not-the-secret"), 403),
+        (lambda body: rex_headers(body, timestamp=int(time.time()) - 301), 403),
+        (lambda body: rex_headers(body, timestamp=int(time.time()) + 301), 403),
+        (lambda body: rex_headers(body + b" "), 403),  # signed another body
+        (lambda body: {**rex_headers(body), "X-Rex-Signature": "sha256=\u00e9t\u00e9"}, 403),  # non-ASCII
+        (lambda body: {"X-Rex-Timestamp": str(int(time.time()))}, 401),
+    ],
+    ids=["wrong-secret", "stale", "future", "other-body", "non-ascii", "missing"],
+)
+def test_a_generic_request_with_a_bad_signature_is_refused(client, make_headers, status):
+    body = dumps([VALID])
+
+    response = client.post(DEALS_PATH, data=body, content_type=JSON, headers=make_headers(body))
+
+    assert response.status_code == status
+    assert WebhookEvent.objects.count() == 0
+
+
+def test_without_a_secret_the_generic_format_is_refused_unless_debug(client, settings):
+    settings.CRM_WEBHOOK_SECRET = ""
+    body = dumps([VALID])
+
+    refused = client.post(DEALS_PATH, data=body, content_type=JSON)
+    settings.DEBUG = True
+    accepted = client.post(DEALS_PATH, data=body, content_type=JSON)
+
+    assert refused.status_code == 403
+    assert refused.json() == {"detail": "Webhook verification is not configured."}
+    assert accepted.status_code == 200
+    assert WebhookEvent.objects.get().signature == WebhookEvent.Signature.NOT_CONFIGURED
+
+
+# --- HubSpot --------------------------------------------------------------------------------------
+
+
+def post_hubspot(client, events, *, path: str = DEALS_PATH, signed_uri: str | None = None, **signing):
+    body = dumps(events)
+    headers = hubspot_headers(body, uri=signed_uri or PUBLIC_BASE_URL + path, **signing)
+    return client.post(path, data=body, content_type=JSON, headers=headers)
+
+
+def test_a_signed_hubspot_batch_is_stored_per_event_and_links_what_it_can(client, outcome):
+    events = [
+        hubspot_event(101, "deal.creation"),
+        hubspot_event(102, "deal.propertyChange", propertyName="dealstage", propertyValue="closedwon"),
+        # eventId is not unique on its own: the same id at another time is another event.
+        {**hubspot_event(102, "deal.propertyChange", propertyName="amount", propertyValue="15000"), "occurredAt": 5},
+        hubspot_event(103, "contact.propertyChange", 77, propertyName="hs_email_optout", propertyValue="true"),
+        hubspot_event(104, "contact.propertyChange", 78, propertyName="firstname", propertyValue="Maya"),
+        # Linked: the event carries REX's outcome id (added by the portal's integration).
+        {
+            **hubspot_event(105, "deal.propertyChange", 55, propertyName="dealstage", propertyValue="closedwon"),
+            "rex_outcome_id": str(outcome.pk),
+        },
+    ]
+
+    response = post_hubspot(client, events)
+
+    assert response.status_code == 200
+    assert response.json() == {"received": 6, "new": 6}
+    stored = process_all()
+    assert set(stored) == {f"{e['eventId']}:{e['occurredAt']}" for e in events}
+    assert {e.provider for e in stored.values()} == {WebhookEvent.Provider.HUBSPOT}
+    states = {key.split(":")[0] + (":amount" if key.endswith(":5") else ""): e for key, e in stored.items()}
+    assert states["101"].state == WebhookEvent.State.UNMATCHED
+    assert "HubSpot deal 1234" in states["101"].error
+    assert states["102"].state == states["102:amount"].state == WebhookEvent.State.UNMATCHED
+    assert states["103"].state == WebhookEvent.State.UNMATCHED and "HubSpot contact 77" in states["103"].error
+    assert states["104"].state == WebhookEvent.State.IGNORED
+    assert states["105"].state == WebhookEvent.State.PROCESSED
+    outcome.refresh_from_db()
+    assert outcome.deal_closed
+    assert outcome.deal_closed_at == datetime.fromtimestamp(1_760_000_000.105, tz=UTC)
+
+    again = post_hubspot(client, events)
+    assert again.json() == {"received": 6, "new": 0}
+
+
+def test_hubspot_signs_the_uri_with_its_listed_escapes_decoded(client):
+    events = [hubspot_event(201, "deal.creation")]
+    path = DEALS_PATH + "?source=hub%3Aspot%2Cv3"
+
+    decoded = post_hubspot(client, events, path=path, signed_uri=f"{PUBLIC_BASE_URL}{DEALS_PATH}?source=hub:spot,v3")
+    encoded = post_hubspot(client, [hubspot_event(202, "deal.creation")], path=path)
+
+    assert decoded.status_code == 200
+    assert encoded.status_code == 403
+
+
+@pytest.mark.parametrize(
+    ("signing", "status"),
+    [
+        ({"secret": "another-app"}, 403),
+        ({"timestamp_ms": int(time.time() * 1000) - 6 * 60 * 1000}, 403),
+        ({"timestamp_ms": int(time.time())}, 403),  # seconds, not milliseconds
+    ],
+    ids=["wrong-secret", "stale", "seconds"],
+)
+def test_a_hubspot_request_with_a_bad_signature_is_refused(client, signing, status):
+    response = post_hubspot(client, [hubspot_event(301, "deal.creation")], **signing)
+
+    assert response.status_code == status
+    assert WebhookEvent.objects.count() == 0
+
+
+def test_a_hubspot_batch_without_a_signature_is_refused(client):
+    response = client.post(DEALS_PATH, data=dumps([hubspot_event(302, "deal.creation")]), content_type=JSON)
+
+    assert response.status_code == 401
+    assert WebhookEvent.objects.count() == 0
+
+
+def test_without_a_client_secret_hubspot_is_refused_unless_debug(client, settings):
+    settings.HUBSPOT_CLIENT_SECRET = ""
+
+    refused = post_hubspot(client, [hubspot_event(303, "deal.creation")])
+    settings.DEBUG = True
+    accepted = post_hubspot(client, [hubspot_event(303, "deal.creation")])
+
+    assert refused.status_code == 403
+    assert accepted.status_code == 200
+    assert WebhookEvent.objects.get().signature == WebhookEvent.Signature.NOT_CONFIGURED
+
+
+# --- Pipedrive ------------------------------------------------------------------------------------
+
+
+def post_pipedrive(client, body: dict, *, path: str = DEALS_PATH, headers: dict | None = None):
+    return client.post(path, data=dumps(body), content_type=JSON, headers=basic_auth() if headers is None else headers)
+
+
+def test_pipedrive_deal_won_activity_done_and_person_do_not_contact(client, outcome):
+    lead = outcome.lead
+    won = pipedrive_body(
+        "deal",
+        "change",
+        {
+            "id": 42,
+            "title": "Brightlane expansion",
+            "value": 12000,
+            "currency": "USD",
+            "status": "won",
+            "won_time": "2025-05-21T16:00:00Z",
+            "person_id": 9,
+            "custom_fields": {
+                "d0b1f2c3a4e5f6a7b8c9d0e1f2a3b4c5d6e7f8a9": {"type": "varchar", "value": "irrelevant"},
+                "rex_outcome_id": {"type": "double", "value": outcome.pk},
+            },
+        },
+        event_id="evt-deal-won",
+    )
+    meeting = pipedrive_body(
+        "activity",
+        "change",
+        {"id": 5, "type": "meeting", "done": True, "attendees": [{"email_address": lead.email.upper()}]},
+        event_id="evt-activity-done",
+    )
+    person = pipedrive_body(
+        "person",
+        "change",
+        {
+            "id": 9,
+            "name": "Maya Patel",
+            "emails": [
+                {"label": "home", "value": "old@example.com", "primary": False},
+                {"label": "work", "value": lead.email, "primary": True},
+            ],
+            "custom_fields": {"do_not_contact": {"type": "enum", "value": "true"}},
+        },
+        event_id="evt-person-dnc",
+    )
+    deleted = pipedrive_body("deal", "delete", None, event_id="evt-deal-deleted")
+
+    responses = [post_pipedrive(client, won), post_pipedrive(client, meeting, path=MEETINGS_PATH)]
+    responses += [post_pipedrive(client, person), post_pipedrive(client, deleted)]
+
+    assert [r.json() for r in responses] == [{"received": 1, "new": 1}] * 4
+    stored = process_all()
+    assert {key: e.event_type for key, e in stored.items()} == {
+        "evt-deal-won": "deal.change",
+        "evt-activity-done": "activity.change",
+        "evt-person-dnc": "person.change",
+        "evt-deal-deleted": "deal.delete",
+    }
+    assert "Authorization" not in stored["evt-deal-won"].headers
+    assert stored["evt-deal-deleted"].state == WebhookEvent.State.IGNORED
+    assert {stored[key].state for key in ("evt-deal-won", "evt-activity-done", "evt-person-dnc")} == {
+        WebhookEvent.State.PROCESSED
+    }
+    outcome.refresh_from_db()
+    assert outcome.deal_closed and outcome.deal_value == Decimal("12000.00") and outcome.time_to_close_days == 20
+    assert outcome.meeting_completed
+    suppression = Suppression.objects.get(organization=outcome.organization, value=lead.email.lower())
+    assert suppression.reason == Suppression.Reason.CRM_DO_NOT_CONTACT
+    assert not Suppression.objects.filter(value="old@example.com").exists()
+
+    assert post_pipedrive(client, won).json() == {"received": 1, "new": 0}
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{}, basic_auth(password="guess"), basic_auth(user="admin"), {"Authorization": "Basic !!!"}],
+    ids=["none", "wrong-password", "wrong-user", "garbled"],
+)
+def test_a_pipedrive_request_without_the_right_credentials_is_refused(client, headers):
+    response = post_pipedrive(client, pipedrive_body("deal", "create", {"id": 1}), headers=headers)
+
+    assert response.status_code == 401
+    assert WebhookEvent.objects.count() == 0
+
+
+def test_without_credentials_configured_pipedrive_is_refused_unless_debug(client, settings):
+    settings.PIPEDRIVE_WEBHOOK_PASSWORD = ""
+    body = pipedrive_body("deal", "create", {"id": 1, "status": "open"})
+
+    refused = post_pipedrive(client, body, headers={})
+    settings.DEBUG = True
+    accepted = post_pipedrive(client, body, headers={})
+
+    assert refused.status_code == 403
+    assert accepted.status_code == 200
+    assert WebhookEvent.objects.get().signature == WebhookEvent.Signature.NOT_CONFIGURED
+
+
+def test_a_pipedrive_v1_body_is_refused_with_the_reason(client):
+    body = {"meta": {"v": 1, "action": "updated", "object": "deal", "id": 1}, "current": {"id": 1}, "previous": {}}
+
+    response = post_pipedrive(client, body)
+
+    assert response.status_code == 400
+    assert "version 2.0" in response.json()["detail"]
+
+
+# --- Salesforce -----------------------------------------------------------------------------------
+
+
+def post_salesforce(client, body: bytes, *, path: str = DEALS_PATH):
+    return client.post(path, data=body, content_type="text/xml; charset=utf-8", headers={"SOAPAction": '""'})
+
+
+def test_a_salesforce_outbound_message_is_acknowledged_and_each_notification_stored(client, outcome):
+    lead = outcome.lead
+    other = LeadFactory(organization=outcome.organization)
+    envelope = salesforce_envelope(
+        [
+            (
+                "04l5g00000AbCd1AAB",
+                "Opportunity",
+                {
+                    "Id": "0065g00000XyZ12AAB",
+                    "Amount": "12000.0",
+                    "CloseDate": "2025-05-21",
+                    "IsWon": "true",
+                    "StageName": "Closed Won",
+                    "Rex_Outcome_Id__c": f"{outcome.pk}.0",
+                    "Description": None,
+                },
+            ),
+            (
+                "04l5g00000AbCd2AAB",
+                "Event",
+                {"Id": "00U5g1", "Meeting_Status__c": "Completed", "Rex_Lead_Id__c": lead.pk},
+            ),
+            ("04l5g00000AbCd3AAB", "Contact", {"Id": "0035g1", "Email": other.email, "HasOptedOutOfEmail": "true"}),
+            ("04l5g00000AbCd4AAB", "Account", {"Id": "0015g1", "Name": "Brightlane"}),
+        ]
+    )
+
+    response = post_salesforce(client, envelope)
+
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("text/xml")
+    assert b"<Ack>true</Ack>" in response.content and b"notificationsResponse" in response.content
+    stored = process_all()
+    assert {key: e.event_type for key, e in stored.items()} == {
+        "04l5g00000AbCd1AAB": "Opportunity",
+        "04l5g00000AbCd2AAB": "Event",
+        "04l5g00000AbCd3AAB": "Contact",
+        "04l5g00000AbCd4AAB": "Account",
+    }
+    assert all("Session" not in e.raw_body for e in stored.values())  # a live credential is never stored
+    assert json.loads(stored["04l5g00000AbCd1AAB"].raw_body)["sObject"]["Description"] is None
+    assert [stored[f"04l5g00000AbCd{n}AAB"].state for n in range(1, 5)] == [
+        WebhookEvent.State.PROCESSED,
+        WebhookEvent.State.PROCESSED,
+        WebhookEvent.State.PROCESSED,
+        WebhookEvent.State.IGNORED,
+    ]
+    outcome.refresh_from_db()
+    assert outcome.deal_closed and outcome.deal_value == Decimal("12000.00")
+    assert outcome.deal_closed_at == datetime(2025, 5, 21, tzinfo=UTC)
+    assert outcome.time_to_close_days == 19
+    assert outcome.meeting_completed
+    assert Suppression.objects.filter(value=other.email, reason=Suppression.Reason.CRM_DO_NOT_CONTACT).exists()
+
+    again = post_salesforce(client, envelope)
+    assert again.status_code == 200 and b"<Ack>true</Ack>" in again.content
+    assert WebhookEvent.objects.count() == 4
+
+
+def test_a_salesforce_message_from_another_organization_is_refused(client):
+    envelope = salesforce_envelope([("04l1", "Opportunity", {"Id": "006"})], organization_id="00D000000000062EAA")
+
+    response = post_salesforce(client, envelope)
+
+    assert response.status_code == 403
+    assert WebhookEvent.objects.count() == 0
+
+
+def test_without_an_organization_id_salesforce_is_refused_unless_debug(client, settings):
+    settings.SALESFORCE_ORGANIZATION_ID = ""
+    envelope = salesforce_envelope([("04l1", "Opportunity", {"Id": "006"})])
+
+    refused = post_salesforce(client, envelope)
+    settings.DEBUG = True
+    accepted = post_salesforce(client, envelope)
+
+    assert refused.status_code == 403
+    assert accepted.status_code == 200
+    assert WebhookEvent.objects.get().signature == WebhookEvent.Signature.NOT_CONFIGURED
+
+
+BILLION_LAUGHS = b"""<?xml version="1.0"?>
+<!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">]>
+<notifications><OrganizationId>&lol2;</OrganizationId></notifications>"""
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (BILLION_LAUGHS, "not a well-formed XML document"),
+        (b"<soapenv:Envelope><unclosed>", "not a well-formed XML document"),
+        (b"<Envelope><Body><somethingElse/></Body></Envelope>", "no 'notifications'"),
+        (salesforce_envelope([]), "no Notification"),
+        (salesforce_envelope([("", "Opportunity", {"Id": "006"})]), "Notification 0 has no usable 'Id'"),
+    ],
+    ids=["entities", "truncated", "not-outbound", "empty", "no-id"],
+)
+def test_a_malformed_salesforce_message_is_refused_with_the_reason(client, body, reason):
+    response = post_salesforce(client, body)
+
+    assert response.status_code == 400
+    assert reason in response.json()["detail"]
+    assert WebhookEvent.objects.count() == 0

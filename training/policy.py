@@ -1,0 +1,424 @@
+"""The local policy model: the chance that a message gets a positive outcome, from lead context × strategy.
+
+Trained on outcome labels (label = ``training_label`` is positive) with scikit-learn: one-hot lead and strategy
+columns plus crossed columns (framework × seniority, tone × industry, …) into a logistic regression. The
+crosses carry the interactions a strategy choice needs (PAS may work for executives and not for engineers)
+while the model stays small, fast and well calibrated on the few thousand rows an organization has; a
+boosted-tree model would find interactions itself but needs more data and calibrates worse.
+
+Evaluation is on a held-out split chosen by lead (a hash), so one lead's messages never sit on both sides.
+The artifact is our own joblib file under VAR_DIR/models; it is only ever loaded from there.
+"""
+
+import datetime as dt
+import logging
+import os
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import joblib
+import numpy as np
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.utils import timezone
+
+from agents.models import Campaign, Lead
+from outcomes.models import OutcomeLabel
+from outcomes.selectors import without_opted_out
+from training import features
+from training.models import ModelVersion, TrainingRun
+from training.registry import model_version_create
+from training.split import arm_for, bucket
+
+logger = logging.getLogger("rex.training")
+
+VALIDATION_PERCENTAGE = 20
+MIN_CLASS_EXAMPLES = 5  # of each class in the training split: fewer teaches the model nothing
+MIN_CATEGORY_COUNT = 3  # rarer categories (an industry seen twice) share one "infrequent" column
+REGULARISATION_C = 1.0
+CALIBRATION_BINS = 10
+EXPLORATION_RATE = 0.05
+LOADED_MODELS_KEPT = 8
+LABEL_FIELDS = (
+    "id",
+    "lead_id",
+    "framework",
+    "tone",
+    "channel",
+    "sent_at",
+    "lead_context",
+    "lead_industry",
+    "lead_role",
+    "company_size",
+    "icp_score",
+    "training_label",
+    "training_weight",
+)
+
+
+class PolicyUnavailable(Exception):
+    """The deployed policy's artifact cannot be used (missing, outside VAR_DIR/models, other feature set)."""
+
+
+# --- Data ----------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Dataset:
+    contexts: list[dict]
+    labels: np.ndarray  # 1 = positive outcome
+    weights: np.ndarray  # training weights, class-balanced (see ``balanced_weights``)
+    validation: np.ndarray  # True = held out for evaluation
+    split: str = "lead"  # how the held-out rows were chosen: by lead, or by row when too few leads
+
+
+def balanced_weights(labels: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Training weights rescaled so each class keeps its real count as its total weight.
+
+    The weights rank examples within a class (a closed deal teaches more than an interested reply), but raw,
+    they would make positives (weights 3–10) outweigh negatives (0.5–2) and inflate every probability. Kept
+    per class, the predicted probability stays an honest outcome rate, which the reviver shows to people.
+    """
+    balanced = np.asarray(weights, dtype=float).copy()
+    for value in (0, 1):
+        mask = labels == value
+        total = balanced[mask].sum()
+        if total > 0:
+            balanced[mask] *= mask.sum() / total
+    return balanced
+
+
+def dataset_load(*, organization_id: int | None = None) -> Dataset:
+    """Every sent message that had a strategy (leads who opted out left out), streamed from the database
+    (``.values()``, no model instances)."""
+    queryset = without_opted_out(
+        OutcomeLabel.objects.filter(sent_at__isnull=False).exclude(framework="").exclude(tone="")
+    )
+    if organization_id is not None:
+        queryset = queryset.filter(organization_id=organization_id)
+    contexts, labels, weights, lead_ids, row_ids = [], [], [], [], []
+    for row in queryset.order_by("id").values(*LABEL_FIELDS).iterator(chunk_size=2000):
+        contexts.append(features.label_context(row))
+        labels.append(row["training_label"] == OutcomeLabel.Label.POSITIVE)
+        weights.append(max(0.0, row["training_weight"]))
+        lead_ids.append(row["lead_id"])
+        row_ids.append(row["id"])
+    labels = np.asarray(labels, dtype=int)
+    validation, split = held_out(labels, lead_ids=lead_ids, row_ids=row_ids)
+    return Dataset(contexts, labels, balanced_weights(labels, np.asarray(weights)), validation, split)
+
+
+def _in_validation(key: str) -> bool:
+    return bucket(key) < VALIDATION_PERCENTAGE * 100
+
+
+def held_out(labels: np.ndarray, *, lead_ids: list[int], row_ids: list[int]) -> tuple[np.ndarray, str]:
+    """The evaluation rows: a fifth of the leads (all their messages), so the model is judged on leads it never
+    saw. When there are too few leads for that to leave both classes on both sides (a handful of leads with
+    many messages each), a fifth of the rows instead, and the metrics say so."""
+    by_lead = np.asarray([_in_validation(f"policy-validation:{lead_id}") for lead_id in lead_ids], dtype=bool)
+    if _both_sides_usable(labels, by_lead):
+        return by_lead, "lead"
+    return np.asarray([_in_validation(f"policy-validation-row:{row_id}") for row_id in row_ids], dtype=bool), "row"
+
+
+def _both_sides_usable(labels: np.ndarray, validation: np.ndarray) -> bool:
+    train, held = labels[~validation], labels[validation]
+    return min(int(train.sum()), int(len(train) - train.sum())) >= MIN_CLASS_EXAMPLES and 0 < held.sum() < len(held)
+
+
+def not_enough_data(data: Dataset, *, min_examples: int) -> str:
+    """Why this data cannot train a model, or "" when it can."""
+    total, train = len(data.labels), data.labels[~data.validation]
+    if total < min_examples:
+        return f"{total} usable outcome labels; at least {min_examples} are needed."
+    positives, negatives = int(train.sum()), int(len(train) - train.sum())
+    if min(positives, negatives) < MIN_CLASS_EXAMPLES:
+        return (
+            f"The training split has {positives} positive and {negatives} other outcomes; "
+            f"at least {MIN_CLASS_EXAMPLES} of each are needed."
+        )
+    return ""
+
+
+# --- Model ---------------------------------------------------------------------------------------------------
+
+
+def pipeline_build():
+    # scikit-learn is imported here, not at module level: the web and agent processes import this module for
+    # ``policy_choose`` and only need scikit-learn once a model is loaded.
+    from sklearn.compose import ColumnTransformer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    categorical = list(range(len(features.CATEGORICAL_COLUMNS)))
+    numeric = list(range(len(features.CATEGORICAL_COLUMNS), len(features.COLUMNS)))
+    encoder = OneHotEncoder(handle_unknown="infrequent_if_exist", min_frequency=MIN_CATEGORY_COUNT)
+    columns = ColumnTransformer([("categories", encoder, categorical), ("numbers", StandardScaler(), numeric)])
+    return Pipeline([("columns", columns), ("model", LogisticRegression(C=REGULARISATION_C, max_iter=2000))])
+
+
+def calibration_bins(labels: np.ndarray, predicted: np.ndarray, *, bins: int = CALIBRATION_BINS) -> list[dict]:
+    """Equal-width bins of predicted probability: how many fell in each, what we predicted, what happened."""
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    index = np.clip(np.digitize(predicted, edges[1:-1]), 0, bins - 1)
+    rows = []
+    for i in range(bins):
+        mask = index == i
+        if mask.any():
+            rows.append(
+                {
+                    "low": round(float(edges[i]), 2),
+                    "high": round(float(edges[i + 1]), 2),
+                    "count": int(mask.sum()),
+                    "mean_predicted": round(float(predicted[mask].mean()), 4),
+                    "observed_rate": round(float(labels[mask].mean()), 4),
+                }
+            )
+    return rows
+
+
+def evaluate(labels: np.ndarray, predicted: np.ndarray) -> dict:
+    """Held-out figures: AUC (None when the split has one class only), log loss, Brier score, calibration."""
+    from sklearn.metrics import brier_score_loss, log_loss, roc_auc_score
+
+    if len(labels) == 0:
+        return {"validation_examples": 0, "auc": None, "log_loss": None, "brier": None, "calibration": []}
+    both = 0 < labels.sum() < len(labels)
+    bins = calibration_bins(labels, predicted)
+    return {
+        "validation_examples": len(labels),
+        "validation_positives": int(labels.sum()),
+        "base_rate": round(float(labels.mean()), 4),
+        "mean_predicted": round(float(predicted.mean()), 4),
+        "auc": round(float(roc_auc_score(labels, predicted)), 4) if both else None,
+        "log_loss": round(float(log_loss(labels, predicted, labels=[0, 1])), 4),
+        "brier": round(float(brier_score_loss(labels, predicted)), 4),
+        "calibration": bins,
+        "expected_calibration_error": round(
+            sum(b["count"] * abs(b["mean_predicted"] - b["observed_rate"]) for b in bins) / len(labels), 4
+        ),
+    }
+
+
+def models_dir() -> Path:
+    return Path(settings.VAR_DIR) / "models"
+
+
+def artifact_save(pipeline, version: ModelVersion) -> str:
+    """Write the artifact atomically (temporary file, then rename) so a reader never sees half a model."""
+    import sklearn
+
+    directory = models_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"policy-{version.version}.joblib"
+    temporary = path.with_suffix(f".tmp{os.getpid()}")
+    payload = {
+        "pipeline": pipeline,
+        "features_version": features.FEATURES_VERSION,
+        "columns": list(features.COLUMNS),
+        "sklearn_version": sklearn.__version__,
+        "version": version.version,
+    }
+    joblib.dump(payload, temporary)
+    os.replace(temporary, path)
+    return str(path)
+
+
+# --- Training ------------------------------------------------------------------------------------------------
+
+
+def _event(run: TrainingRun, event: str, **details) -> None:
+    run.events = [*run.events, {"at": timezone.now().isoformat(), "event": event, **details}]
+
+
+def _finish(run: TrainingRun, status: str, *, error: str = "", **fields) -> None:
+    run.status, run.error, run.finished_at = status, error, timezone.now()
+    for name, value in fields.items():
+        setattr(run, name, value)
+    run.save()
+
+
+def policy_train(*, run: TrainingRun, organization_id: int | None = None, min_examples: int = 50):
+    """Train, evaluate and register a local policy model; the new ModelVersion (READY), or None without data.
+
+    ``organization_id`` (default: the run's organization, else every organization) limits the labels used.
+    Any failure marks the run (and a half-made version) failed and is raised again for the caller to log.
+    """
+    if (run.kind, run.backend) != (ModelVersion.Kind.POLICY, ModelVersion.Backend.LOCAL):
+        raise ValidationError({"run": "policy_train trains local policy runs only."})
+    organization_id = organization_id if organization_id is not None else run.organization_id
+    run.status, run.started_at = TrainingRun.Status.TRAINING, run.started_at or timezone.now()
+    run.save(update_fields=["status", "started_at"])
+    version = None
+    try:
+        data = dataset_load(organization_id=organization_id)
+        problem = not_enough_data(data, min_examples=min_examples)
+        if problem:
+            _event(run, "not_enough_data", examples=len(data.labels))
+            _finish(run, TrainingRun.Status.NOT_ENOUGH_DATA, error=problem, train_examples=0, validation_examples=0)
+            return None
+        pipeline, metrics = _fit_and_evaluate(data)
+        train_count = int((~data.validation).sum())
+        metadata = {
+            "run_id": run.pk,
+            "organization_id": organization_id,
+            "examples": len(data.labels),
+            "positives": int(data.labels.sum()),
+            "train_examples": train_count,
+            "validation_examples": len(data.labels) - train_count,
+            "features": list(features.COLUMNS),
+            "features_version": features.FEATURES_VERSION,
+            "model": "one-hot + crosses → logistic regression",
+        }
+        version = model_version_create(
+            kind=ModelVersion.Kind.POLICY, backend=ModelVersion.Backend.LOCAL, training_metadata=metadata
+        )
+        version.artifact_path, version.metrics = artifact_save(pipeline, version), metrics
+        version.status = ModelVersion.Status.READY
+        version.save(update_fields=["artifact_path", "metrics", "status"])
+        _event(run, "trained", version=version.version, auc=metrics.get("auc"))
+        _finish(
+            run,
+            TrainingRun.Status.SUCCEEDED,
+            model_version=version,
+            train_examples=train_count,
+            validation_examples=len(data.labels) - train_count,
+        )
+        return version
+    except Exception as exc:
+        if version is not None:
+            ModelVersion.objects.filter(pk=version.pk).update(status=ModelVersion.Status.FAILED)
+        _event(run, "failed", error=type(exc).__name__)
+        _finish(run, TrainingRun.Status.FAILED, error=f"{type(exc).__name__}: {exc}"[:2000])
+        raise
+
+
+def _fit_and_evaluate(data: Dataset):
+    matrix = features.feature_matrix(data.contexts)
+    train, held_out = ~data.validation, data.validation
+    pipeline = pipeline_build()
+    pipeline.fit(matrix[train], data.labels[train], model__sample_weight=data.weights[train])
+    predicted = _positive_probability(pipeline, matrix[held_out]) if held_out.any() else np.empty(0)
+    metrics = evaluate(data.labels[held_out], predicted)
+    metrics["train_base_rate"] = round(float(data.labels[train].mean()), 4)
+    metrics["split"] = data.split
+    return pipeline, metrics
+
+
+def _positive_probability(pipeline, matrix: np.ndarray) -> np.ndarray:
+    column = list(pipeline.classes_).index(1)
+    return pipeline.predict_proba(matrix)[:, column]
+
+
+# --- Inference -----------------------------------------------------------------------------------------------
+
+
+class PolicyModel:
+    """A loaded policy artifact. ``load`` keeps the last few per process, by version id."""
+
+    _loaded: dict[int, "PolicyModel"] = {}
+
+    def __init__(self, version: ModelVersion, pipeline):
+        self.version = version
+        self.pipeline = pipeline
+
+    @classmethod
+    def load(cls, version: ModelVersion) -> "PolicyModel":
+        cached = cls._loaded.get(version.pk)
+        if cached is not None and cached.version.artifact_path == version.artifact_path:
+            return cached
+        payload = _read_artifact(version.artifact_path)
+        model = cls(version, payload["pipeline"])
+        if len(cls._loaded) >= LOADED_MODELS_KEPT:
+            cls._loaded.pop(next(iter(cls._loaded)))
+        cls._loaded[version.pk] = model
+        return model
+
+    @classmethod
+    def forget(cls) -> None:
+        cls._loaded.clear()
+
+    def predict(self, contexts: list[dict]) -> np.ndarray:
+        """The probability of a positive outcome for each context (``features.label_context`` shape)."""
+        if not contexts:
+            return np.empty(0)
+        return _positive_probability(self.pipeline, features.feature_matrix(contexts))
+
+    def best_strategy(
+        self, lead: Lead, candidates: list[dict], *, campaign: Campaign | None = None, now: dt.datetime | None = None
+    ) -> tuple[dict, float, np.ndarray]:
+        """(the candidate with the highest probability, that probability, every candidate's probability)."""
+        if not candidates:
+            raise ValueError("best_strategy needs at least one candidate strategy.")
+        contexts = features.lead_contexts(
+            lead=lead, strategies=candidates, now=now or timezone.now(), campaign=campaign
+        )
+        scores = self.predict(contexts)
+        best = int(np.argmax(scores))
+        return candidates[best], float(scores[best]), scores
+
+
+def _read_artifact(artifact_path: str) -> dict:
+    root = models_dir().resolve()
+    path = Path(artifact_path or "").resolve()
+    # joblib files can run code when loaded: only read the ones our trainer wrote.
+    if not artifact_path or not path.is_relative_to(root):
+        raise PolicyUnavailable(f"The artifact {artifact_path!r} is not under {root}.")
+    if not path.is_file():
+        raise PolicyUnavailable(f"The artifact {artifact_path!r} does not exist.")
+    payload = joblib.load(path)
+    if payload.get("features_version") != features.FEATURES_VERSION:
+        raise PolicyUnavailable(
+            f"The artifact uses feature set {payload.get('features_version')}, not {features.FEATURES_VERSION}."
+        )
+    return payload
+
+
+def _deployed_model(lead: Lead) -> PolicyModel | None:
+    """The policy model of the lead's arm, or None (no policy in the arm, or its artifact is unusable)."""
+    version = arm_for(lead_id=lead.pk, kind=ModelVersion.Kind.POLICY)
+    if version is None:
+        return None
+    try:
+        return PolicyModel.load(version)
+    except PolicyUnavailable as exc:
+        logger.warning("policy %s unavailable, falling back: %s", version.version, exc)
+        return None
+
+
+@dataclass(frozen=True)
+class PolicyChoice:
+    version: ModelVersion
+    strategy: dict
+    probability: float  # of the strategy used
+    explored: bool  # True: a random candidate instead of the best one
+
+
+def policy_choose(
+    *, lead: Lead, candidates: list[dict], rng: random.Random, campaign: Campaign | None = None
+) -> PolicyChoice | None:
+    """The deployed policy's strategy for the lead, or None when the lead's arm has no usable policy.
+
+    With probability EXPLORATION_RATE a uniformly random candidate is used instead of the best, so strategies
+    the model rates low still get the occasional message and can prove it wrong.
+    """
+    model = _deployed_model(lead)
+    if model is None:
+        return None
+    strategy, probability, scores = model.best_strategy(lead, candidates, campaign=campaign)
+    explored = rng.random() < EXPLORATION_RATE
+    if explored:
+        index = rng.randrange(len(candidates))
+        strategy, probability = candidates[index], float(scores[index])
+    return PolicyChoice(model.version, strategy, round(probability, 4), explored)
+
+
+def policy_best_probability(*, lead: Lead, candidates: list[dict]) -> float | None:
+    """The best candidate's probability under the lead's deployed policy, or None without one."""
+    model = _deployed_model(lead)
+    if model is None:
+        return None
+    return model.best_strategy(lead, candidates)[1]

@@ -1,0 +1,251 @@
+"""Promote an A/B test's challenger when it truly wins, retire it when it does not.
+
+The score of an arm is the seed's: close rate × 0.5 + meeting rate × 0.3 + reply rate × 0.2. It is the mean of
+a per-message score (``0.5·deal + 0.3·meeting + 0.2·reply``), so the two arms are compared with **Welch's
+t-test on the per-message scores, one-sided, at the 95% level** (α = 0.05). The challenger is promoted to 100%
+only when all of these hold:
+
+* each arm has the minimum exposure: the challenger has been deployed ``min_days`` and each arm has sent
+  ``min_messages_per_arm`` messages since then (only messages sent since the challenger's deployment count, for
+  both arms, so both are measured over the same weeks);
+* its score is at least ``MIN_LIFT`` (5%) above the champion's, *and* the difference is significant;
+* guardrails: its unsubscribe rate is not more than ``UNSUBSCRIBE_TOLERANCE`` above the champion's and its spam
+  complaint rate not more than ``SPAM_TOLERANCE`` above (absolute rate differences).
+
+Otherwise, once the exposure is reached, it is retired. Before that the decision is ``waiting``. Every look is
+stored as a ``PromotionDecision`` with both arms' figures. Without a champion the challenger is measured against
+the baseline arm: messages written without a model (``model_version`` empty).
+"""
+
+import logging
+import math
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+
+from django.db import transaction
+from django.db.models import Count, IntegerField, Q, QuerySet
+from django.db.models.fields.json import KT
+from django.db.models.functions import Cast, Coalesce
+from django.utils import timezone
+from scipy import stats
+
+from outcomes.models import OutcomeLabel
+from training import registry
+from training.models import ModelVersion, PromotionDecision
+
+logger = logging.getLogger("rex.training")
+
+WEIGHTS = {"deal": 0.5, "meeting": 0.3, "reply": 0.2}
+MIN_LIFT = 0.05
+ALPHA = 0.05
+UNSUBSCRIBE_TOLERANCE = 0.005  # half a percentage point
+SPAM_TOLERANCE = 0.001  # mailbox providers act on complaint rates around 0.1-0.3%
+DEFAULT_MIN_DAYS = 7
+DEFAULT_MIN_MESSAGES = 200
+
+
+@dataclass(frozen=True)
+class ArmFigures:
+    messages: int
+    replies: int
+    meetings: int
+    deals: int
+    unsubscribes: int
+    spam_reports: int
+    score: float
+    score_variance: float
+
+    def rate(self, count: int) -> float:
+        return count / self.messages if self.messages else 0.0
+
+
+def arm_figures(outcomes: QuerySet) -> ArmFigures:
+    """Counts of one arm in one aggregate query, with the mean and sample variance of the per-message score
+    (the score is linear in three 0/1 flags, so both follow from the counts and the pairwise co-occurrences)."""
+    deal, meeting, reply = Q(deal_closed=True), Q(meeting_booked=True), Q(replied=True)
+    counts = outcomes.aggregate(
+        n=Count("id"),
+        d=Count("id", filter=deal),
+        m=Count("id", filter=meeting),
+        r=Count("id", filter=reply),
+        dm=Count("id", filter=deal & meeting),
+        dr=Count("id", filter=deal & reply),
+        mr=Count("id", filter=meeting & reply),
+        unsub=Count("id", filter=Q(unsubscribed=True)),
+        spam=Count("id", filter=Q(spam_reported=True)),
+    )
+    n = counts["n"]
+    wd, wm, wr = WEIGHTS["deal"], WEIGHTS["meeting"], WEIGHTS["reply"]
+    total = wd * counts["d"] + wm * counts["m"] + wr * counts["r"]
+    squares = (
+        wd * wd * counts["d"]
+        + wm * wm * counts["m"]
+        + wr * wr * counts["r"]
+        + 2 * (wd * wm * counts["dm"] + wd * wr * counts["dr"] + wm * wr * counts["mr"])
+    )
+    mean = total / n if n else 0.0
+    variance = max(0.0, (squares - n * mean * mean) / (n - 1)) if n > 1 else 0.0
+    return ArmFigures(
+        messages=n,
+        replies=counts["r"],
+        meetings=counts["m"],
+        deals=counts["d"],
+        unsubscribes=counts["unsub"],
+        spam_reports=counts["spam"],
+        score=mean,
+        score_variance=variance,
+    )
+
+
+def welch_p_value(challenger: ArmFigures, champion: ArmFigures) -> float:
+    """One-sided p-value of "the challenger's mean score is higher" (Welch's t-test)."""
+    se2_a = challenger.score_variance / challenger.messages
+    se2_b = champion.score_variance / champion.messages
+    difference = challenger.score - champion.score
+    if se2_a + se2_b == 0:
+        return 0.0 if difference > 0 else 1.0
+    t = difference / math.sqrt(se2_a + se2_b)
+    df = (se2_a + se2_b) ** 2 / (
+        (se2_a**2 / (challenger.messages - 1) if challenger.messages > 1 else 0)
+        + (se2_b**2 / (champion.messages - 1) if champion.messages > 1 else 0)
+        or 1e-12
+    )
+    return float(stats.t.sf(t, df))
+
+
+def _lift(challenger: ArmFigures, champion: ArmFigures) -> float:
+    if champion.score == 0:
+        return math.inf if challenger.score > 0 else 0.0
+    return challenger.score / champion.score - 1
+
+
+def _guardrail_breach(challenger: ArmFigures, champion: ArmFigures) -> str:
+    unsub = challenger.rate(challenger.unsubscribes) - champion.rate(champion.unsubscribes)
+    spam = challenger.rate(challenger.spam_reports) - champion.rate(champion.spam_reports)
+    if unsub > UNSUBSCRIBE_TOLERANCE:
+        return f"unsubscribe rate {unsub:+.2%} above the champion's (tolerance {UNSUBSCRIBE_TOLERANCE:.2%})"
+    if spam > SPAM_TOLERANCE:
+        return f"spam complaint rate {spam:+.2%} above the champion's (tolerance {SPAM_TOLERANCE:.2%})"
+    return ""
+
+
+def _verdict(challenger: ArmFigures, champion: ArmFigures, p_value: float) -> tuple[str, str]:
+    lift = _lift(challenger, champion)
+    breach = _guardrail_breach(challenger, champion)
+    if breach:
+        return PromotionDecision.Outcome.RETIRED, f"Guardrail: {breach}."
+    if lift < MIN_LIFT:
+        return PromotionDecision.Outcome.RETIRED, f"Score lift {lift:+.1%} is below the required {MIN_LIFT:.0%}."
+    if p_value >= ALPHA:
+        return PromotionDecision.Outcome.RETIRED, (
+            f"Score lift {lift:+.1%} is not significant (Welch one-sided p = {p_value:.3f} ≥ {ALPHA})."
+        )
+    return PromotionDecision.Outcome.PROMOTED, (
+        f"Score lift {lift:+.1%}, significant (Welch one-sided p = {p_value:.4f} < {ALPHA}); guardrails hold."
+    )
+
+
+def _arm_outcomes(version: ModelVersion | None, kind: str, since: datetime) -> QuerySet:
+    outcomes = OutcomeLabel.objects.filter(sent_at__gte=since)
+    if version is not None:
+        return outcomes.filter(registry.attributed_to(version))
+    # The baseline arm: messages no model of this kind produced (nor, for a policy, chose the strategy of).
+    # The JSON key is coalesced: a missing key is NULL, and NOT (NULL IN ...) would drop the row.
+    baseline = outcomes.exclude(model_version__kind=kind)
+    if kind == ModelVersion.Kind.POLICY:
+        chosen_by = Coalesce(Cast(KT("agent_decisions__PersonalizerAgent__policy__version"), IntegerField()), 0)
+        policy_ids = list(ModelVersion.objects.filter(kind=kind).values_list("pk", flat=True))
+        baseline = baseline.alias(_chosen_by=chosen_by).exclude(_chosen_by__in=policy_ids)
+    return baseline
+
+
+def _figures(challenger: ArmFigures, champion: ArmFigures, p_value: float | None, **extra) -> dict:
+    def arm(figures: ArmFigures) -> dict:
+        return {
+            **asdict(figures),
+            "reply_rate": figures.rate(figures.replies),
+            "meeting_rate": figures.rate(figures.meetings),
+            "close_rate": figures.rate(figures.deals),
+        }
+
+    lift = _lift(challenger, champion)
+    return {
+        "challenger": arm(challenger),
+        "champion": arm(champion),
+        "lift": None if math.isinf(lift) else lift,
+        "test": "Welch t-test on per-message score, one-sided",
+        "alpha": ALPHA,
+        "p_value": p_value,
+        "min_lift": MIN_LIFT,
+        **extra,
+    }
+
+
+def ab_test_decide(
+    *,
+    challenger: ModelVersion,
+    min_days: float = DEFAULT_MIN_DAYS,
+    min_messages_per_arm: int = DEFAULT_MIN_MESSAGES,
+    now: datetime | None = None,
+    decided_by=None,
+) -> PromotionDecision:
+    """Look at one challenger's A/B test, act on it (promote / retire / wait) and store the decision."""
+    now = now or timezone.now()
+    champion = ModelVersion.objects.filter(kind=challenger.kind, ab_role=ModelVersion.Role.CHAMPION).first()
+    since = challenger.deployed_at or now
+    ours = arm_figures(_arm_outcomes(challenger, challenger.kind, since))
+    theirs = arm_figures(_arm_outcomes(champion, challenger.kind, since))
+    exposure = {"since": since.isoformat(), "min_days": min_days, "min_messages_per_arm": min_messages_per_arm}
+    waiting = now - since < timedelta(days=min_days) or min(ours.messages, theirs.messages) < min_messages_per_arm
+    if waiting:
+        outcome = PromotionDecision.Outcome.WAITING
+        reason = (
+            f"Not enough exposure yet: {ours.messages} vs {theirs.messages} messages "
+            f"in {(now - since).total_seconds() / 86400:.1f} days."
+        )
+        p_value = None
+    else:
+        p_value = welch_p_value(ours, theirs)
+        outcome, reason = _verdict(ours, theirs, p_value)
+    with transaction.atomic():
+        if outcome == PromotionDecision.Outcome.PROMOTED:
+            registry.model_deploy(version=challenger, traffic_percentage=100.0, role=ModelVersion.Role.CHAMPION)
+        elif outcome == PromotionDecision.Outcome.RETIRED:
+            registry.model_retire(version=challenger)
+        decision = PromotionDecision.objects.create(
+            kind=challenger.kind,
+            challenger=challenger,
+            champion=champion,
+            outcome=outcome,
+            reason=reason,
+            figures=_figures(ours, theirs, p_value, exposure=exposure),
+            decided_by=decided_by,
+        )
+    logger.info("ab test %s %s: %s — %s", challenger.kind, challenger.version, outcome, reason)
+    return decision
+
+
+def promote_ab_test_winner(
+    *,
+    kind: str | None = None,
+    min_days: float = DEFAULT_MIN_DAYS,
+    min_messages_per_arm: int = DEFAULT_MIN_MESSAGES,
+    now: datetime | None = None,
+    decided_by=None,
+) -> list[PromotionDecision]:
+    """The daily promotion check: decide every deployed challenger (of ``kind``, or of every kind)."""
+    challengers = ModelVersion.objects.filter(
+        status=ModelVersion.Status.DEPLOYED, ab_role=ModelVersion.Role.CHALLENGER
+    ).order_by("kind", "deployed_at")
+    if kind:
+        challengers = challengers.filter(kind=kind)
+    return [
+        ab_test_decide(
+            challenger=challenger,
+            min_days=min_days,
+            min_messages_per_arm=min_messages_per_arm,
+            now=now,
+            decided_by=decided_by,
+        )
+        for challenger in challengers
+    ]

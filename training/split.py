@@ -1,0 +1,98 @@
+"""The A/B traffic split: which deployed model version serves a lead, and which leads are held out entirely.
+
+Deterministic: a lead's bucket is a hash of the experiment and the lead id, so the lead keeps its arm for as
+long as the experiment (the set of active versions of the kind) is unchanged, in every process. Bucket slices
+are in hundredths of a percent: a challenger at 10% owns 1000 of the 10,000 buckets, the champion the rest.
+"""
+
+import hashlib
+import time
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+
+from training.models import ModelVersion
+from training.registry import active_versions, registry_generation
+
+BUCKETS = 10_000
+# How long a process trusts its copy of the deployed versions. A deploy made in this process is seen at once
+# (the registry bumps its generation); one made elsewhere reaches this process within this many seconds.
+CACHE_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class Experiment:
+    key: str
+    slices: tuple[tuple[int, ModelVersion | None], ...]  # (exclusive upper bucket, version), ascending
+
+
+_experiments: dict[str, tuple[float, int, Experiment]] = {}
+
+
+def split_cache_clear() -> None:
+    """Forget the cached experiments (tests, and anything that changed deployments behind the registry)."""
+    _experiments.clear()
+
+
+def bucket(key: str) -> int:
+    """A stable bucket in [0, BUCKETS) for a string (the same in every process, unlike ``hash``)."""
+    digest = hashlib.blake2b(key.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % BUCKETS
+
+
+def _share(percentage: float) -> int:
+    return max(0, min(BUCKETS, round(percentage * BUCKETS / 100)))
+
+
+def experiment_build(kind: str, versions: list[ModelVersion]) -> Experiment:
+    """Challengers take their slices first (by id), the champion the rest; no champion leaves the rest unserved."""
+    challengers = sorted((v for v in versions if v.ab_role == ModelVersion.Role.CHALLENGER), key=lambda v: v.pk)
+    champion = next((v for v in versions if v.ab_role == ModelVersion.Role.CHAMPION), None)
+    slices, upper = [], 0
+    for version in challengers:
+        upper = min(BUCKETS, upper + _share(version.traffic_percentage))
+        slices.append((upper, version))
+    slices.append((BUCKETS, champion))
+    key = f"{kind}:" + ",".join(str(v.pk) for v in sorted(versions, key=lambda v: v.pk))
+    return Experiment(key=key, slices=tuple(slices))
+
+
+def experiment_for(kind: str) -> Experiment | None:
+    """The kind's current experiment (cached per process), or None when nothing of the kind is deployed."""
+    now, generation = time.monotonic(), registry_generation()
+    cached = _experiments.get(kind)
+    if cached is None or cached[0] <= now or cached[1] != generation:
+        versions = active_versions(kind)
+        cached = (now + CACHE_SECONDS, generation, experiment_build(kind, versions) if versions else None)
+        _experiments[kind] = cached
+    return cached[2]
+
+
+def arm_for(*, lead_id: int, kind: str) -> ModelVersion | None:
+    """The deployed version that serves this lead, or None (nothing deployed, or the champion-less rest)."""
+    experiment = experiment_for(kind)
+    if experiment is None:
+        return None
+    position = bucket(f"{experiment.key}:{lead_id}")
+    for upper, version in experiment.slices:
+        if position < upper:
+            return version
+    return None
+
+
+def holdout_percentage() -> float:
+    percentage = float(settings.TRAINING_HOLDOUT_PERCENTAGE)
+    if not 0.0 <= percentage <= 100.0:
+        raise ImproperlyConfigured(f"TRAINING_HOLDOUT_PERCENTAGE must be within 0 and 100, not {percentage}.")
+    return percentage
+
+
+def is_holdout(*, lead_id: int) -> bool:
+    """Whether the lead is in the holdout, which is never contacted, so lift over doing nothing can be measured.
+
+    Keyed by the lead alone (not by any experiment), so a held-out lead stays held out across deployments;
+    raising the percentage only adds leads to the holdout.
+    """
+    share = _share(holdout_percentage())
+    return share > 0 and bucket(f"holdout:{lead_id}") < share
