@@ -4,14 +4,17 @@ from datetime import datetime
 
 from outcomes import tracker
 from outcomes.models import OutcomeLabel
-from outcomes.sentiment import SentimentAnalyzer
+from outcomes.sentiment import SentimentAnalyzer, lead_known_pii
 
 
 def reply_record(*, outcome: OutcomeLabel, at: datetime, text: str) -> OutcomeLabel:
     """Classify the reply (with the original message and lead context) and record it on the outcome.
     A reply asking to be removed is also an unsubscribe (the address is suppressed)."""
     analysis = SentimentAnalyzer().analyze(
-        reply_text=text, original_message=outcome.message_body, lead_context=outcome.lead_context
+        reply_text=text,
+        original_message=outcome.message_body,
+        lead_context=outcome.lead_context,
+        known_pii=lead_known_pii(outcome.lead),
     )
     row = tracker.track_reply(outcome, at=at, text=text, sentiment=analysis.outcome_fields())
     if analysis.category == "unsubscribe":

@@ -1,10 +1,10 @@
 """Classify the sentiment of replies already recorded: history from before the analyzer existed, or after it
 changed (a new model, new rules).
 
-Each reply goes through the same analyzer as a live one and is applied with ``tracker.track_reply`` at the
-reply's own time, which re-labels the first reply in place (same ``at``) and moves no timestamp. A reply that asks
-to be removed is also an unsubscribe, as on the live path (``outcomes.replies``): history classified before the
-analyzer could tell is suppressed now.
+Each reply goes through the same analyzer as a live one and is applied with ``tracker.track_sentiment``, which
+re-labels the first reply in place and, unlike a live reply, moves no lead and cancels no queued message. A reply
+that asks to be removed is also an unsubscribe, as on the live path (``outcomes.replies``): history classified
+before the analyzer could tell is suppressed now.
 """
 
 from collections.abc import Callable
@@ -34,9 +34,7 @@ def reply_classify(*, outcome: OutcomeLabel, analyzer: SentimentAnalyzer | None 
         lead_context=outcome.lead_context,
         known_pii=lead_known_pii(outcome.lead),
     )
-    row = tracker.track_reply(
-        outcome, at=outcome.replied_at, text=outcome.reply_text, sentiment=analysis.outcome_fields()
-    )
+    row = tracker.track_sentiment(outcome, sentiment=analysis.outcome_fields())
     if analysis.category == "unsubscribe" and not row.unsubscribed:
         row = tracker.track_unsubscribed(row, at=outcome.replied_at)
     return row

@@ -297,6 +297,20 @@ def track_reply(
     return _update(outcome_id, apply)
 
 
+def track_sentiment(outcome_id: OutcomeLabel | int, *, sentiment: dict) -> OutcomeLabel:
+    """Re-label the recorded first reply's sentiment only (a batch re-classification of history): unlike
+    ``track_reply`` it moves no lead and stops no queued message, since the reply was handled when it arrived."""
+    values = _clean_sentiment(sentiment)
+
+    def apply(row: OutcomeLabel) -> None:
+        if not row.replied:
+            raise ValueError(f"Outcome {row.pk} has no reply to classify.")
+        for field, value in values.items():
+            setattr(row, field, value)
+
+    return _update(outcome_id, apply)
+
+
 # --- Meeting and deal -----------------------------------------------------------------------------
 
 

@@ -27,7 +27,6 @@ from django.db.models import Count, IntegerField, Q, QuerySet
 from django.db.models.fields.json import KT
 from django.db.models.functions import Cast, Coalesce
 from django.utils import timezone
-from scipy import stats
 
 from outcomes.models import OutcomeLabel
 from training import registry
@@ -99,6 +98,8 @@ def arm_figures(outcomes: QuerySet) -> ArmFigures:
 
 def welch_p_value(challenger: ArmFigures, champion: ArmFigures) -> float:
     """One-sided p-value of "the challenger's mean score is higher" (Welch's t-test)."""
+    from scipy import stats  # ~75 MB: loaded by the promotion check only, not by every process that imports admin
+
     se2_a = challenger.score_variance / challenger.messages
     se2_b = champion.score_variance / champion.messages
     difference = challenger.score - champion.score

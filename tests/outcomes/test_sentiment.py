@@ -44,6 +44,10 @@ def test_the_labelled_set_covers_every_kind_of_reply():
 
 
 def test_the_rule_fallback_labels_the_set_accurately():
+    """Lines 1-130 were written before any rule; lines 131-284 came in four later batches written as blind checks,
+    each measured before it informed a rule change: sentiment_label accuracy 64.7%, 59.5%, 72.5%, 78.9% (category
+    58-65% on the last two). Expect about that on replies unlike these; the figures printed here are on text the
+    rules were tuned on."""
     rows = _labelled()
     results = [(row, rules_analyze(reply_text=row["text"])) for row in rows]
 
