@@ -89,18 +89,18 @@ class PromotionDecisionSerializer(serializers.ModelSerializer):
 
 
 class TrainingRunApi(TrainingAPIView):
-    class InputSerializer(serializers.Serializer):
+    class TrainingRunInputSerializer(serializers.Serializer):
         kind = serializers.ChoiceField(choices=ModelVersion.Kind.choices, required=False)
         min_quality_score = serializers.FloatField(min_value=0.0, max_value=1.0, default=0.0)
         deploy_immediately = serializers.BooleanField(default=False)
         ab_test_percentage = serializers.FloatField(min_value=0.1, max_value=50.0, default=10.0)
         force = serializers.BooleanField(default=False)
 
-    @extend_schema(request=InputSerializer, responses={202: TrainingRunSerializer})
+    @extend_schema(request=TrainingRunInputSerializer, responses={202: TrainingRunSerializer})
     def post(self, request):
         from training.tasks import run_training_cycle_task
 
-        serializer = self.InputSerializer(data=request.data)
+        serializer = self.TrainingRunInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         try:
             run = training_run_create(**serializer.validated_data, requested_by=request.user)
@@ -148,13 +148,13 @@ class ModelListApi(TrainingAPIView):
 
 
 class ModelDeployApi(TrainingAPIView):
-    class InputSerializer(serializers.Serializer):
+    class ModelDeployInputSerializer(serializers.Serializer):
         traffic_percentage = serializers.FloatField(min_value=0.1, max_value=100.0)
 
-    @extend_schema(request=InputSerializer, responses=ModelVersionSerializer)
+    @extend_schema(request=ModelDeployInputSerializer, responses=ModelVersionSerializer)
     def post(self, request, model_id: int):
         version = get_object_or_404(ModelVersion, pk=model_id)
-        serializer = self.InputSerializer(data=request.data)
+        serializer = self.ModelDeployInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         if version.status not in (ModelVersion.Status.READY, ModelVersion.Status.DEPLOYED, ModelVersion.Status.RETIRED):
             raise serializers.ValidationError({"model_id": [f"A {version.status} model cannot be deployed."]})
@@ -166,14 +166,14 @@ class ModelDeployApi(TrainingAPIView):
 
 
 class PromoteWinnerApi(TrainingAPIView):
-    class InputSerializer(serializers.Serializer):
+    class PromoteWinnerInputSerializer(serializers.Serializer):
         kind = serializers.ChoiceField(choices=ModelVersion.Kind.choices, required=False)
         min_days = serializers.FloatField(min_value=0, default=DEFAULT_MIN_DAYS)
         min_messages_per_arm = serializers.IntegerField(min_value=1, default=DEFAULT_MIN_MESSAGES)
 
-    @extend_schema(request=InputSerializer, responses=PromotionDecisionSerializer(many=True))
+    @extend_schema(request=PromoteWinnerInputSerializer, responses=PromotionDecisionSerializer(many=True))
     def post(self, request):
-        serializer = self.InputSerializer(data=request.data)
+        serializer = self.PromoteWinnerInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         decisions = promote_ab_test_winner(**serializer.validated_data, decided_by=request.user)
         return Response({"decisions": PromotionDecisionSerializer(decisions, many=True).data})
