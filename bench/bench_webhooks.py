@@ -17,6 +17,7 @@ import requests
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from django.conf import settings
+from django.db import connection
 
 from agents.models import Lead, Organization
 from agents.services import organization_get_or_create
@@ -100,7 +101,7 @@ def _event(run: str, n: int, outcome_id: int) -> dict:
     }  # fmt: skip
 
 
-def _bodies(run: str, outcome_ids: list[int], batches: int, first: int = 0) -> list[str]:
+def _bodies(run: str, outcome_ids: list[int], batches: int) -> list[str]:
     """Compact JSON with SendGrid's trailing CRLF; consecutive events go to different outcomes."""
     return [
         json.dumps(
@@ -108,7 +109,7 @@ def _bodies(run: str, outcome_ids: list[int], batches: int, first: int = 0) -> l
             separators=(",", ":"),
         )
         + "\r\n"
-        for b in range(first, first + batches)
+        for b in range(batches)
     ]
 
 
@@ -156,7 +157,7 @@ def _wait_processed(run: str, expected: int) -> None:
 
 
 def _serial_rate(run: str, outcome_ids: list[int]) -> float:
-    """Events/s of storing and processing a sample in this process, one after another (no HTTP, no broker)."""
+    """Events/s of processing a stored sample in this process, one after another (no HTTP, no broker)."""
     events = [json.loads(body) for body in _bodies(f"{run}s", outcome_ids, SERIAL_SAMPLE // BATCH_SIZE)]
     ids = []
     for batch in events:
@@ -214,12 +215,16 @@ def run() -> list[Row]:
     events = BATCHES * BATCH_SIZE
     accepted = events / figures["posting"]
     p95 = percentile(figures["latencies"], 95)
+    # The targets are set for PostgreSQL; SQLite (the embedded default) takes one writer at a time, and the web
+    # workers and the Celery worker queue for its lock.
+    vendor = connection.vendor
+    postgres = vendor == "postgresql"
     return [
-        Row(f"SendGrid ingest, batches of {BATCH_SIZE}, {CLIENTS} clients: accepted", accepted, "events/s",
-            target="≥ 2,000/s", met=accepted >= 2000),
+        Row(f"SendGrid ingest ({vendor}), batches of {BATCH_SIZE}, {CLIENTS} clients: accepted", accepted,
+            "events/s", target="≥ 2,000/s on PostgreSQL", met=accepted >= 2000 if postgres else None),
         Row(f"SendGrid receiver p50 per batch of {BATCH_SIZE}", percentile(figures["latencies"], 50), "ms"),
-        Row(f"SendGrid receiver p95 per batch of {BATCH_SIZE}", p95, "ms", target="≤ 100 ms",
-            reference=figures["health_p95"], met=p95 <= 100),
+        Row(f"SendGrid receiver p95 per batch of {BATCH_SIZE}", p95, "ms", target="≤ 100 ms on PostgreSQL",
+            reference=figures["health_p95"], met=p95 <= 100 if postgres else None),
         Row(f"{events:,} events posted → all processed (worker -c 2)", figures["processed"], "s"),
         Row("  i.e. processed by the worker", events / figures["processed"], "events/s", reference=serial),
     ]  # fmt: skip

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qsl
 
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from agents.compliance import sms_keyword, suppress, unsuppress
@@ -27,6 +27,7 @@ FINAL_STATES = (WebhookEvent.State.PROCESSED, WebhookEvent.State.IGNORED, Webhoo
 # An event that never matches (e.g. mail sent by another system on the same SendGrid account) stays stored as
 # unmatched, but the sweep stops re-enqueuing it after this many attempts so it cannot starve newer ones.
 SWEEP_MAX_ATTEMPTS = 30
+SWEEP_BATCH = 100  # events per task: a shallow queue (the embedded broker lists its folder per fetch)
 
 TWILIO_INBOUND = "inbound"
 # Undelivered/failed codes that mean the number cannot be reached: unreachable (30003), unknown (30005),
@@ -64,31 +65,50 @@ def sendgrid_events_parse(*, raw_body: str) -> list[dict]:
     return events
 
 
+INSERT_COLUMNS = ("provider", "provider_event_id", "event_type", "raw_body", "headers", "signature", "state",
+                  "attempts", "error", "received_at")  # fmt: skip
+INSERT_CHUNK = 500  # rows per INSERT (10 parameters each): far below SQLite's and PostgreSQL's limits
+
+
+def _webhook_events_insert(rows: list[tuple]) -> list[int]:
+    """Insert rows of INSERT_COLUMNS, skipping any whose (provider, provider_event_id) is stored; returns the ids
+    of the rows inserted, in order.
+
+    One ``INSERT … ON CONFLICT DO NOTHING RETURNING id`` (PostgreSQL; SQLite ≥ 3.35) per chunk answers exactly
+    which rows this request created, even while a concurrent request inserts the same event. The ORM way,
+    ``bulk_create(ignore_conflicts=True)``, returns no ids: it needs two more queries to find them (the
+    ``state`` filter of one made PostgreSQL pick the state index on a fast-growing table and read every
+    received row), and on PostgreSQL it sends UNNEST arrays whose JSON bodies psycopg escapes in Python.
+    Measured on 2 cores: 18–30 ms a batch of 100 that way, 10 ms this way."""
+    quote = connection.ops.quote_name
+    columns = ", ".join(map(quote, INSERT_COLUMNS))
+    placeholders = "(" + ", ".join(["%s"] * len(INSERT_COLUMNS)) + ")"
+    ids: list[int] = []
+    with connection.cursor() as cursor:
+        for start in range(0, len(rows), INSERT_CHUNK):
+            chunk = rows[start : start + INSERT_CHUNK]
+            cursor.execute(
+                f"INSERT INTO {quote(WebhookEvent._meta.db_table)} ({columns}) "
+                f"VALUES {', '.join([placeholders] * len(chunk))} "
+                f"ON CONFLICT ({quote('provider')}, {quote('provider_event_id')}) DO NOTHING RETURNING {quote('id')}",
+                [value for row in chunk for value in row],
+            )
+            ids += [row_id for (row_id,) in cursor.fetchall()]
+    return sorted(ids)
+
+
 def sendgrid_events_store(*, events: list[dict], headers: dict, signature: str) -> list[int]:
     """One WebhookEvent per parsed event (a repeat of an sg_event_id is ignored). Returns the ids of new rows."""
-    kept = kept_headers(headers)
-    provider = WebhookEvent.Provider.SENDGRID
+    kept = json.dumps(kept_headers(headers))
+    received_at = connection.ops.adapt_datetimefield_value(timezone.now())
     rows = {
-        event["sg_event_id"]: WebhookEvent(
-            provider=provider,
-            provider_event_id=event["sg_event_id"],
-            event_type=event["event"][:64],
-            raw_body=json.dumps(event),
-            headers=kept,
-            signature=signature,
+        event["sg_event_id"]: (
+            WebhookEvent.Provider.SENDGRID, event["sg_event_id"], event["event"][:64], json.dumps(event), kept,
+            signature, WebhookEvent.State.RECEIVED, 0, "", received_at,
         )
         for event in events
-    }
-    existing = set(
-        WebhookEvent.objects.filter(provider=provider, provider_event_id__in=rows).values_list(
-            "provider_event_id", flat=True
-        )
-    )
-    WebhookEvent.objects.bulk_create(rows.values(), ignore_conflicts=True)
-    new = WebhookEvent.objects.filter(
-        provider=provider, provider_event_id__in=set(rows) - existing, state=WebhookEvent.State.RECEIVED
-    )
-    return list(new.order_by("id").values_list("id", flat=True))
+    }  # fmt: skip
+    return _webhook_events_insert(list(rows.values()))
 
 
 def twilio_event_identity(params: dict) -> tuple[str, str]:
@@ -384,7 +404,7 @@ def webhook_event_process(*, event_id: int) -> WebhookEvent | None:
 
 def webhook_events_sweep(*, older_than_seconds: int = 60, limit: int = 500) -> int:
     """Re-enqueue stored events not processed yet (lost enqueue, crash, or still unmatched). Returns how many."""
-    from webhooks.tasks import process_webhook_event  # the tasks module imports this one
+    from webhooks.tasks import process_webhook_events  # the tasks module imports this one
 
     cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
     ids = list(
@@ -397,6 +417,6 @@ def webhook_events_sweep(*, older_than_seconds: int = 60, limit: int = 500) -> i
         .order_by("attempts", "received_at")
         .values_list("id", flat=True)[:limit]
     )
-    for event_id in ids:
-        process_webhook_event.delay_on_commit(event_id)
+    for start in range(0, len(ids), SWEEP_BATCH):
+        process_webhook_events.delay_on_commit(ids[start : start + SWEEP_BATCH])
     return len(ids)

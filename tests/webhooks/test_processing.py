@@ -1,5 +1,6 @@
 import json
 from datetime import timedelta
+from unittest import mock
 
 import pytest
 from django.db import InterfaceError, OperationalError
@@ -122,12 +123,16 @@ def test_the_sweep_takes_only_old_unprocessed_events(django_capture_on_commit_ca
     for event in (old_received, old_unmatched, given_up, done):
         age(event, 600)
 
-    with django_capture_on_commit_callbacks() as callbacks:
+    with (
+        mock.patch("webhooks.tasks.process_webhook_events.delay") as delay,
+        django_capture_on_commit_callbacks(execute=True),
+    ):
         assert webhook_events_sweep(limit=500) == 2
-    assert len(callbacks) == 2
+    # One task for the batch, oldest attempts first.
+    delay.assert_called_once_with([old_received.pk, old_unmatched.pk])
     assert fresh.state == WebhookEvent.State.RECEIVED  # too recent: its own enqueue is probably in flight
 
-    with django_capture_on_commit_callbacks() as callbacks:
+    with django_capture_on_commit_callbacks():
         assert webhook_events_sweep(limit=1) == 1
 
 
