@@ -1,7 +1,6 @@
 """Thin Celery tasks: ids in, one service call out. Retry policy is the only other thing here."""
 
 from celery import shared_task
-from django.db import InterfaceError, OperationalError
 from django.utils import timezone
 
 from agents.domains import counters_rollover, domain_health_check, mailboxes_warmup_advance_all
@@ -15,15 +14,7 @@ from agents.pipeline.personalizer import PersonalizerAgent
 from agents.pipeline.reviver import ReviverAgent
 from agents.pipeline.runner import run_batch
 from agents.pipeline.scraper import ScraperAgent
-
-# Only transient infrastructure errors retry; a lead's own failure is recorded by the runner.
-RETRY = {
-    "autoretry_for": (OperationalError, InterfaceError),
-    "retry_backoff": 2,
-    "retry_backoff_max": 60,
-    "retry_jitter": True,
-    "max_retries": 5,
-}
+from rex_project.retry import RETRY
 
 
 def _step(agent_class, payload: dict, final: bool) -> dict:

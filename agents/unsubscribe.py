@@ -4,11 +4,14 @@ import logging
 
 from django.core import signing
 from django.shortcuts import render
+from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
 from agents.compliance import suppress, unsubscribe_target
 from agents.models import Organization, Suppression
+from outcomes import tracker
+from outcomes.models import OutcomeLabel
 
 logger = logging.getLogger("rex.compliance")
 
@@ -40,4 +43,18 @@ def unsubscribe(request, token: str):
         reason=Suppression.Reason.UNSUBSCRIBE,
         note="one-click" if request.POST.get("List-Unsubscribe") == "One-Click" else "unsubscribe page",
     )
+    _label_latest_email(organization, email)
     return render(request, "unsubscribe.html", {**context, "done": True})
+
+
+def _label_latest_email(organization: Organization, email: str) -> None:
+    """The unsubscribe answers the latest email sent to the address: its outcome says so (training sees it)."""
+    outcome = (
+        OutcomeLabel.objects.filter(
+            organization=organization, channel="email", message__to_address__iexact=email, sent_at__isnull=False
+        )
+        .order_by("-sent_at", "-pk")
+        .first()
+    )
+    if outcome is not None and not outcome.unsubscribed:
+        tracker.track_unsubscribed(outcome, at=timezone.now())

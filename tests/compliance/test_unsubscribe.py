@@ -1,11 +1,14 @@
 """The public unsubscribe page and the RFC 8058 one-click POST."""
 
+from datetime import timedelta
+
 import pytest
 from django.test import Client
+from django.utils import timezone
 
 from agents.compliance import unsubscribe_token
 from agents.models import Lead, Message, Suppression
-from tests.factories import LeadFactory, MessageFactory
+from tests.factories import LeadFactory, MessageFactory, OutcomeLabelFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -80,3 +83,21 @@ def test_token_for_a_deleted_organization_is_a_400(client):
     token = unsubscribe_token(organization_id=987654, email="gone@example.com")
 
     assert client.post(f"/unsubscribe/{token}", data=ONE_CLICK, content_type=FORM).status_code == 400
+
+
+def test_unsubscribing_labels_the_latest_email_outcome(client, lead, url):
+    older = OutcomeLabelFactory(
+        organization=lead.organization, message__lead=lead, message__to_address=lead.email.upper(),
+        sent_at=timezone.now() - timedelta(days=9),
+    )  # fmt: skip
+    latest = OutcomeLabelFactory(
+        organization=lead.organization, message__lead=lead, message__step=2, message__to_address=lead.email,
+        sent_at=timezone.now() - timedelta(days=1),
+    )  # fmt: skip
+
+    client.post(url, data=ONE_CLICK, content_type=FORM)
+
+    latest.refresh_from_db()
+    older.refresh_from_db()
+    assert (latest.unsubscribed, latest.training_label) == (True, "negative")
+    assert older.unsubscribed is False
