@@ -22,8 +22,8 @@ migrate: $(VENV)/.installed ## Apply database migrations and install the beat sc
 	$(PY) manage.py migrate --no-input
 	$(PY) manage.py setup_periodic_tasks
 
-demo: migrate ## Run the main job end to end on the configured (default: embedded) services
-	$(PY) manage.py demo
+demo: migrate ## The flywheel end to end: a simulated world, K weeks of missions, webhooks, training, A/B, report
+	$(PY) manage.py simulate
 
 run: migrate ## Start web, worker, beat and Flower together (Procfile, honcho)
 	$(PY) manage.py collectstatic --no-input -v0

@@ -61,6 +61,7 @@ INSTALLED_APPS = [
     "outcomes",
     "training",
     "webhooks",
+    "simulation",
 ]
 
 MIDDLEWARE = [

@@ -8,7 +8,7 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")  # no display here, and none needed
-import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
+import matplotlib.pyplot as plt
 
 
 def learning_curve_png(summary: dict) -> bytes:
@@ -21,9 +21,10 @@ def learning_curve_png(summary: dict) -> bytes:
         weeks, [row["replied_rate"] for row in summary["weeks"]], "s", color="#264653", alpha=0.6,
         label="REX's recorded reply rate",
     )  # fmt: skip
-    deployed = summary.get("deployed")
-    if deployed:
-        axis.axhline(deployed["policy"], color="#e76f51", alpha=0.4, label=f"deployed policy {deployed['version']}")
+    efficacy = summary.get("efficacy") or {}
+    if efficacy.get("version"):
+        label = f"deployed policy {efficacy['version']} (all leads)"
+        axis.axhline(efficacy["policy"], color="#e76f51", alpha=0.4, label=label)
     axis.set_xlabel("simulated week")
     axis.set_ylabel("reply rate per send")
     axis.set_xticks(weeks)

@@ -114,7 +114,7 @@ def _email(fate: Fate, lead: WorldLead, rng: random.Random, draws: list[float]) 
         truth.update(bounced=kind)
         return
     delivered = rng.uniform(2, 15)
-    if rng.random() < 0.03 + 0.2 * (1 - p.inbox):  # greylisting or throttling: retried, then delivered
+    if rng.random() < 0.01 + 0.1 * (1 - p.inbox):  # greylisting or throttling: retried, then delivered
         fate.add(delivered, "deferred")
         delivered += rng.uniform(5 * MINUTE, HOUR)
     fate.add(delivered, "delivered")

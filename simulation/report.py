@@ -87,7 +87,10 @@ def compliance(organization: Organization) -> dict:
         if entry.kind != Suppression.Kind.DOMAIN
     )
     outreach = AgentRun.objects.filter(mission__organization=organization, agent=AgentRun.Agent.OUTREACH)
-    delays = Counter(outreach.filter(decision="delay").values_list("decision_reason", flat=True))
+    # Counted once per message (a deferred send is looked at again by every release sweep until it goes).
+    delayed = outreach.filter(decision="delay").values_list("mission_id", "lead_id", "decision_reason").distinct()
+    delays = Counter(reason for _, _, reason in delayed)
+    deferred = outreach.filter(output_summary__has_key="deferred").values_list("mission_id", "lead_id").distinct()
     return {
         "opt_outs": dict(Counter(entry.reason for entry in suppressions)),
         "opt_outs_total": len(suppressions),
@@ -97,7 +100,7 @@ def compliance(organization: Organization) -> dict:
             organization=organization, status=Message.Status.CANCELLED
         ).count(),
         "deferred_by_rules": dict(delays),
-        "deferred_by_limits": outreach.filter(output_summary__has_key="deferred").count(),
+        "deferred_by_limits": deferred.count(),
         "held_at_end": Message.objects.filter(organization=organization, status=Message.Status.QUEUED).count(),
     }
 

@@ -111,8 +111,10 @@ WORKDAY_START, WORKDAY_END = dt.time(8, 0), dt.time(18, 0)
 # (domain, the mailbox providers' hidden view of it): the last one has a poor history REX does not know about.
 DOMAINS = (
     ("mail.{slug}.example", 0.97),
-    ("go.{slug}.example", 0.95),
-    ("team.{slug}.example", 0.92),
+    ("go.{slug}.example", 0.96),
+    ("team.{slug}.example", 0.95),
+    ("hello.{slug}.example", 0.94),
+    ("reach.{slug}.example", 0.93),
     ("news.{slug}.example", 0.62),
 )
 MAILBOXES = ("alex", "sam", "jordan")
@@ -333,9 +335,9 @@ class _Builder:
             lost_reason=_pick(rng, LOST_REASONS),
             months_since_engaged=round(rng.uniform(3, 30), 1),
             receptiveness=min(2.5, max(0.3, rng.lognormvariate(-0.06, 0.35))),
-            dead_email=rng.random() < 0.012,
+            dead_email=rng.random() < 0.006,
             phone_kind=phone_kind,
-            complainer=rng.random() < 0.015,
+            complainer=rng.random() < 0.01,
             apple_mail=rng.random() < 0.25,
             security_gateway=rng.random() < (0.3 if group in ("finance", "health") or band == "enterprise" else 0.08),
             one_click_unsubscribe=rng.random() < 0.7,

@@ -1,21 +1,12 @@
 """Thin Celery tasks for the training flywheel: ids in, one service call out."""
 
 from celery import shared_task
-from django.db import InterfaceError, OperationalError
 
+from rex_project.retry import RETRY
 from training.cycle import CycleTooSoon, default_kind, run_training_cycle, training_cycle_execute
 from training.models import TrainingRun
 from training.openai_trainer import finetune_poll_all, finetune_start
 from training.promotion import promote_ab_test_winner
-
-# Only transient database errors retry: every service here checks the run's state first, so a retry is safe.
-RETRY = {
-    "autoretry_for": (OperationalError, InterfaceError),
-    "retry_backoff": 2,
-    "retry_backoff_max": 60,
-    "retry_jitter": True,
-    "max_retries": 5,
-}
 
 
 @shared_task(**RETRY)

@@ -3,21 +3,11 @@
 import logging
 
 from celery import shared_task
-from django.db import InterfaceError, OperationalError
 
+from rex_project.retry import RETRY, TRANSIENT
 from webhooks.services import webhook_event_process, webhook_events_sweep
 
 logger = logging.getLogger("rex.webhooks")
-
-TRANSIENT = (OperationalError, InterfaceError)
-# Only transient database failures are retried; processing is idempotent (a final state returns at once).
-RETRY = {
-    "autoretry_for": TRANSIENT,
-    "retry_backoff": 2,
-    "retry_backoff_max": 60,
-    "retry_jitter": True,
-    "max_retries": 5,
-}
 
 
 @shared_task(**RETRY)

@@ -1,5 +1,7 @@
 """A small world installed in REX, messages sent through REX's own sandbox providers, and transports that
-carry the world's requests to REX's views (the Django test client) or just record them."""
+carry the world's requests to REX's views (``ClientTransport``, the Django test client) or just record them."""
+
+__all__ = ["ClientTransport"]
 
 import dataclasses
 import random
@@ -11,6 +13,7 @@ from django.utils import timezone
 from agents.models import Lead, Mailbox, Message, Mission, Organization, SendingDomain
 from agents.sending import message_send
 from agents.services import leads_import
+from simulation.backends import ClientTransport
 from simulation.propensity import FRAMEWORKS, TONES, HiddenModel
 from simulation.responder import Responder
 from simulation.signing import Credentials
@@ -44,21 +47,6 @@ class RecordingTransport:
     def send(self, *, method: str, path: str, body: bytes, headers: dict[str, str]) -> int:
         self.requests.append(SimpleNamespace(method=method, path=path, body=body, headers=dict(headers)))
         return 200
-
-
-class ClientTransport:
-    """Posts to REX's views through the Django test client (same URL routing, middleware and views)."""
-
-    def __init__(self, client):
-        self.client = client
-        self.statuses: list[tuple[str, int]] = []
-
-    def send(self, *, method: str, path: str, body: bytes, headers: dict[str, str]) -> int:
-        headers = dict(headers)
-        content_type = headers.pop("Content-Type", "application/octet-stream")
-        response = self.client.generic(method, path, data=body, content_type=content_type, headers=headers)
-        self.statuses.append((path, response.status_code))
-        return response.status_code
 
 
 @pytest.fixture
