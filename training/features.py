@@ -3,7 +3,8 @@
 The same context is built from two places: an outcome label (training: what we knew when we wrote, from
 ``lead_context``, and when it actually went out) and a live lead (inference: the send hour is the one the
 outreach gate will use, the start of the lead's next send window). Crossed columns such as
-framework × seniority let a linear model learn that a strategy works for some leads and not for others.
+framework × seniority let a linear model learn that a strategy works for some leads and not for others; which
+crosses a model uses is chosen from the data when it is trained, and travels with its artifact.
 """
 
 import datetime as dt
@@ -17,32 +18,36 @@ from agents.pipeline.seniority import seniority_of
 from agents.send_windows import lead_zone, next_window_start
 
 # Bump when the columns change: an artifact trained on other columns refuses to load.
-FEATURES_VERSION = 1
+# 2: the crossed columns are chosen per model from the data (``CANDIDATE_CROSSES``) and stored in the artifact.
+FEATURES_VERSION = 2
 UNKNOWN = "unknown"
-CATEGORICAL = (
-    "framework",
-    "tone",
-    "channel",
-    "industry",
-    "seniority",
-    "company_size",
-    "send_hour",
-    "lost_reason",
-)
-CROSSES = (
-    ("framework", "seniority"),
-    ("framework", "industry"),
-    ("framework", "company_size"),
-    ("framework", "lost_reason"),
-    ("framework", "tone"),
-    ("tone", "seniority"),
-    ("tone", "industry"),
-    ("channel", "seniority"),
-    ("channel", "send_hour"),
+# What REX chooses, and what it knows about the lead and the send when it chooses.
+STRATEGY = ("framework", "tone", "channel")
+CONTEXT = ("industry", "seniority", "company_size", "send_hour", "lost_reason")
+CATEGORICAL = STRATEGY + CONTEXT
+# The interactions a model may use: only those with a strategy column. A context × context cross shifts every
+# strategy of a lead alike, so it can never change which strategy is best; strategy × context crosses can ("PAS
+# works for executives"), and so can strategy × strategy ("PAS reads well only in a direct tone"). Which of
+# them the data supports is the trainer's choice (``training.policy``): unused crosses only dilute the model.
+CANDIDATE_CROSSES = tuple((a, b) for a in STRATEGY for b in CONTEXT) + tuple(
+    (a, b) for i, a in enumerate(STRATEGY) for b in STRATEGY[i + 1 :]
 )
 NUMERIC = ("icp_score", "icp_known")
-CATEGORICAL_COLUMNS = CATEGORICAL + tuple(f"{a}_x_{b}" for a, b in CROSSES)
-COLUMNS = CATEGORICAL_COLUMNS + NUMERIC
+
+
+def cross_name(cross: tuple[str, str]) -> str:
+    return f"{cross[0]}_x_{cross[1]}"
+
+
+def categorical_columns(crosses=()) -> tuple[str, ...]:
+    return CATEGORICAL + tuple(cross_name(cross) for cross in crosses)
+
+
+def columns(crosses=()) -> tuple[str, ...]:
+    """The columns of ``feature_matrix(contexts, crosses)``: categorical first (plain, then crossed), then numeric."""
+    return categorical_columns(crosses) + NUMERIC
+
+
 # Employees: the usual firmographic bands.
 SIZE_BANDS = ((10, "1-10"), (50, "11-50"), (200, "51-200"), (1000, "201-1000"), (5000, "1001-5000"))
 # Local hour → part of the day; replies cluster by the recipient's working rhythm, not by the exact hour.
@@ -139,14 +144,16 @@ def lead_contexts(*, lead: Lead, strategies: list[dict], now: dt.datetime, campa
     return contexts
 
 
-def feature_matrix(contexts: list[dict]) -> np.ndarray:
-    """An (n, len(COLUMNS)) object array: strings for the categorical columns, floats for the numeric ones."""
-    matrix = np.empty((len(contexts), len(COLUMNS)), dtype=object)
+def feature_matrix(contexts: list[dict], crosses=()) -> np.ndarray:
+    """An (n, len(columns(crosses))) object array: strings for the categorical columns, floats for the numeric
+    ones. ``crosses`` are (a, b) pairs of categorical columns, each one column of "a|b" values."""
+    crosses = tuple(tuple(cross) for cross in crosses)
+    matrix = np.empty((len(contexts), len(columns(crosses))), dtype=object)
     for i, context in enumerate(contexts):
         score = context.get("icp_score")
         known = score is not None and not (isinstance(score, float) and math.isnan(score))
         values = [context[name] for name in CATEGORICAL]
-        values += [f"{context[a]}|{context[b]}" for a, b in CROSSES]
+        values += [f"{context[a]}|{context[b]}" for a, b in crosses]
         values += [float(score) if known else 0.5, 1.0 if known else 0.0]
         matrix[i] = values
     return matrix

@@ -6,12 +6,18 @@ crosses carry the interactions a strategy choice needs (PAS may work for executi
 while the model stays small, fast and well calibrated on the few thousand rows an organization has; a
 boosted-tree model would find interactions itself but needs more data and calibrates worse.
 
+Which crosses, and how much regularisation, is chosen per training from the organization's own data
+(``model_select``): every strategy × context cross that could matter is a candidate, but on a few thousand
+labels the ones that do not matter only add noise (each is dozens of columns), so crosses are added one at a
+time, keeping each only while it lowers the cross-validated log loss. The choice is stored with the model.
+
 Evaluation is on a held-out split chosen by lead (a hash), so one lead's messages never sit on both sides.
 The artifact is our own joblib file under VAR_DIR/models; it is only ever loaded from there.
 """
 
 import datetime as dt
 import logging
+import math
 import os
 import random
 from dataclasses import dataclass
@@ -36,7 +42,13 @@ logger = logging.getLogger("rex.training")
 VALIDATION_PERCENTAGE = 20
 MIN_CLASS_EXAMPLES = 5  # of each class in the training split: fewer teaches the model nothing
 MIN_CATEGORY_COUNT = 3  # rarer categories (an industry seen twice) share one "infrequent" column
-REGULARISATION_C = 1.0
+REGULARISATION_C = 1.0  # while crosses are selected; the final C is chosen from REGULARISATION_GRID
+REGULARISATION_GRID = (0.3, 1.0, 3.0)
+SELECTION_FOLDS = 5
+# A cross is kept only if it lowers the cross-validated log loss by at least this much per example: a cross of
+# pure noise lowers the training loss a little by chance, the held-out folds much less, often not at all.
+MIN_LOG_LOSS_GAIN = 0.0002
+MAX_CROSSES = 6
 CALIBRATION_BINS = 10
 EXPLORATION_RATE = 0.05
 LOADED_MODELS_KEPT = 8
@@ -71,6 +83,7 @@ class Dataset:
     weights: np.ndarray  # training weights, class-balanced (see ``balanced_weights``)
     validation: np.ndarray  # True = held out for evaluation
     split: str = "lead"  # how the held-out rows were chosen: by lead, or by row when too few leads
+    groups: np.ndarray | None = None  # the lead of each row: cross-validation folds keep a lead on one side
 
 
 def balanced_weights(labels: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -106,7 +119,8 @@ def dataset_load(*, organization_id: int | None = None) -> Dataset:
         row_ids.append(row["id"])
     labels = np.asarray(labels, dtype=int)
     validation, split = held_out(labels, lead_ids=lead_ids, row_ids=row_ids)
-    return Dataset(contexts, labels, balanced_weights(labels, np.asarray(weights)), validation, split)
+    weights = balanced_weights(labels, np.asarray(weights))
+    return Dataset(contexts, labels, weights, validation, split, np.asarray(lead_ids, dtype=np.int64))
 
 
 def _in_validation(key: str) -> bool:
@@ -145,7 +159,7 @@ def not_enough_data(data: Dataset, *, min_examples: int) -> str:
 # --- Model ---------------------------------------------------------------------------------------------------
 
 
-def pipeline_build():
+def pipeline_build(*, crosses=(), regularisation: float = REGULARISATION_C):
     # scikit-learn is imported here, not at module level: the web and agent processes import this module for
     # ``policy_choose`` and only need scikit-learn once a model is loaded.
     from sklearn.compose import ColumnTransformer
@@ -153,11 +167,99 @@ def pipeline_build():
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-    categorical = list(range(len(features.CATEGORICAL_COLUMNS)))
-    numeric = list(range(len(features.CATEGORICAL_COLUMNS), len(features.COLUMNS)))
+    width = len(features.categorical_columns(crosses))
+    categorical, numeric = list(range(width)), list(range(width, len(features.columns(crosses))))
     encoder = OneHotEncoder(handle_unknown="infrequent_if_exist", min_frequency=MIN_CATEGORY_COUNT)
     columns = ColumnTransformer([("categories", encoder, categorical), ("numbers", StandardScaler(), numeric)])
-    return Pipeline([("columns", columns), ("model", LogisticRegression(C=REGULARISATION_C, max_iter=2000))])
+    return Pipeline([("columns", columns), ("model", LogisticRegression(C=regularisation, max_iter=2000))])
+
+
+# --- Model selection -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    crosses: tuple[tuple[str, str], ...]
+    regularisation: float
+    cv_log_loss: float
+    steps: tuple[dict, ...]  # the selection path: each cross added and the log loss it reached
+
+
+class _Design:
+    """Every candidate column one-hot encoded once, so a candidate set of crosses is a cheap column stack."""
+
+    def __init__(self, contexts: list[dict]):
+        from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+        crosses = features.CANDIDATE_CROSSES
+        matrix = features.feature_matrix(contexts, crosses)
+        names = features.columns(crosses)
+        self.blocks = {}
+        for index, name in enumerate(features.categorical_columns(crosses)):
+            encoder = OneHotEncoder(handle_unknown="infrequent_if_exist", min_frequency=MIN_CATEGORY_COUNT)
+            self.blocks[name] = encoder.fit_transform(matrix[:, [index]]).tocsr()
+        numeric = [names.index(name) for name in features.NUMERIC]
+        self.numeric = StandardScaler().fit_transform(matrix[:, numeric].astype(float))
+
+    def matrix(self, crosses):
+        from scipy import sparse
+
+        names = features.categorical_columns(crosses)
+        return sparse.hstack([*(self.blocks[name] for name in names), sparse.csr_matrix(self.numeric)]).tocsr()
+
+
+def _folds(groups: np.ndarray) -> np.ndarray:
+    """A fold per row, by lead (a hash), so a lead's messages are never on both sides of a fold; by row when
+    there are too few leads to fill the folds (like ``held_out``)."""
+    if len(np.unique(groups)) < 4 * SELECTION_FOLDS:
+        groups = np.arange(len(groups))
+    return np.asarray([bucket(f"policy-fold:{group}") % SELECTION_FOLDS for group in groups])
+
+
+def _cv_log_loss(design, labels, weights, folds, crosses, regularisation: float) -> float:
+    """The weighted log loss of held-out predictions over the folds (each fold predicted by the other four)."""
+    from sklearn.linear_model import LogisticRegression
+
+    matrix, total, loss = design.matrix(crosses), 0.0, 0.0
+    for fold in range(SELECTION_FOLDS):
+        test = folds == fold
+        train = ~test
+        if not test.any() or len(np.unique(labels[train])) < 2:
+            continue
+        model = LogisticRegression(C=regularisation, max_iter=2000)
+        model.fit(matrix[train], labels[train], sample_weight=weights[train])
+        predicted = np.clip(model.predict_proba(matrix[test])[:, 1], 1e-6, 1 - 1e-6)
+        y, w = labels[test], weights[test]
+        loss -= float(np.sum(w * (y * np.log(predicted) + (1 - y) * np.log(1 - predicted))))
+        total += float(w.sum())
+    return loss / total if total else math.inf
+
+
+def model_select(contexts: list[dict], labels: np.ndarray, weights: np.ndarray, groups: np.ndarray) -> ModelChoice:
+    """Forward selection of crosses by cross-validated log loss, then the regularisation for the chosen ones.
+
+    Greedy: each round tries every remaining candidate cross and keeps the one that lowers the held-out log loss
+    most, stopping when none lowers it by ``MIN_LOG_LOSS_GAIN`` (or at ``MAX_CROSSES``).
+    """
+    design, folds = _Design(contexts), _folds(groups)
+    score = lambda crosses, c=REGULARISATION_C: _cv_log_loss(design, labels, weights, folds, crosses, c)  # noqa: E731
+    chosen: tuple = ()
+    best = score(chosen)
+    if not math.isfinite(best):  # no fold had both classes to learn from: nothing to choose between
+        return ModelChoice((), REGULARISATION_C, best, ())
+    steps = [{"cross": None, "cv_log_loss": round(best, 5)}]
+    while len(chosen) < MAX_CROSSES:
+        tried = {cross: score((*chosen, cross)) for cross in features.CANDIDATE_CROSSES if cross not in chosen}
+        if not tried:
+            break
+        cross = min(tried, key=tried.get)
+        if best - tried[cross] < MIN_LOG_LOSS_GAIN:
+            break
+        chosen, best = (*chosen, cross), tried[cross]
+        steps.append({"cross": features.cross_name(cross), "cv_log_loss": round(best, 5)})
+    by_c = {c: (best if c == REGULARISATION_C else score(chosen, c)) for c in REGULARISATION_GRID}
+    regularisation = min(by_c, key=by_c.get)
+    return ModelChoice(chosen, regularisation, by_c[regularisation], tuple(steps))
 
 
 def calibration_bins(labels: np.ndarray, predicted: np.ndarray, *, bins: int = CALIBRATION_BINS) -> list[dict]:
@@ -207,7 +309,7 @@ def models_dir() -> Path:
     return Path(settings.VAR_DIR) / "models"
 
 
-def artifact_save(pipeline, version: ModelVersion) -> str:
+def artifact_save(pipeline, version: ModelVersion, *, crosses=()) -> str:
     """Write the artifact atomically (temporary file, then rename) so a reader never sees half a model."""
     import sklearn
 
@@ -218,7 +320,8 @@ def artifact_save(pipeline, version: ModelVersion) -> str:
     payload = {
         "pipeline": pipeline,
         "features_version": features.FEATURES_VERSION,
-        "columns": list(features.COLUMNS),
+        "columns": list(features.columns(crosses)),
+        "crosses": [list(cross) for cross in crosses],
         "sklearn_version": sklearn.__version__,
         "version": version.version,
     }
@@ -260,7 +363,7 @@ def policy_train(*, run: TrainingRun, organization_id: int | None = None, min_ex
             _event(run, "not_enough_data", examples=len(data.labels))
             _finish(run, TrainingRun.Status.NOT_ENOUGH_DATA, error=problem, train_examples=0, validation_examples=0)
             return None
-        pipeline, metrics = _fit_and_evaluate(data)
+        pipeline, choice, metrics = _fit_and_evaluate(data)
         train_count = int((~data.validation).sum())
         metadata = {
             "run_id": run.pk,
@@ -269,14 +372,17 @@ def policy_train(*, run: TrainingRun, organization_id: int | None = None, min_ex
             "positives": int(data.labels.sum()),
             "train_examples": train_count,
             "validation_examples": len(data.labels) - train_count,
-            "features": list(features.COLUMNS),
+            "features": list(features.columns(choice.crosses)),
             "features_version": features.FEATURES_VERSION,
-            "model": "one-hot + crosses → logistic regression",
+            "crosses": [list(cross) for cross in choice.crosses],
+            "regularisation_c": choice.regularisation,
+            "model": "one-hot + crosses chosen by cross-validation → logistic regression",
         }
         version = model_version_create(
             kind=ModelVersion.Kind.POLICY, backend=ModelVersion.Backend.LOCAL, training_metadata=metadata
         )
-        version.artifact_path, version.metrics = artifact_save(pipeline, version), metrics
+        version.artifact_path = artifact_save(pipeline, version, crosses=choice.crosses)
+        version.metrics = metrics
         version.status = ModelVersion.Status.READY
         version.save(update_fields=["artifact_path", "metrics", "status"])
         _event(run, "trained", version=version.version, auc=metrics.get("auc"))
@@ -297,15 +403,31 @@ def policy_train(*, run: TrainingRun, organization_id: int | None = None, min_ex
 
 
 def _fit_and_evaluate(data: Dataset):
-    matrix = features.feature_matrix(data.contexts)
+    """Select crosses and C on the training split, evaluate on the held-out leads, then refit on every label.
+
+    The held-out figures judge the choice (crosses, C) on leads the selection never saw; the deployed model is
+    the same choice refit on all labels, since a fifth more data is worth more to the policy than a model that
+    is exactly the one measured.
+    """
     train, held_out = ~data.validation, data.validation
-    pipeline = pipeline_build()
+    groups = data.groups if data.groups is not None else np.arange(len(data.labels))
+    contexts = np.asarray(data.contexts, dtype=object)
+    choice = model_select(list(contexts[train]), data.labels[train], data.weights[train], groups[train])
+    matrix = features.feature_matrix(data.contexts, choice.crosses)
+    pipeline = pipeline_build(crosses=choice.crosses, regularisation=choice.regularisation)
     pipeline.fit(matrix[train], data.labels[train], model__sample_weight=data.weights[train])
     predicted = _positive_probability(pipeline, matrix[held_out]) if held_out.any() else np.empty(0)
     metrics = evaluate(data.labels[held_out], predicted)
     metrics["train_base_rate"] = round(float(data.labels[train].mean()), 4)
     metrics["split"] = data.split
-    return pipeline, metrics
+    metrics["crosses"] = [list(cross) for cross in choice.crosses]
+    metrics["regularisation_c"] = choice.regularisation
+    metrics["cv_log_loss"] = round(choice.cv_log_loss, 5) if math.isfinite(choice.cv_log_loss) else None
+    metrics["selection"] = list(choice.steps)
+    if held_out.any():
+        pipeline = pipeline_build(crosses=choice.crosses, regularisation=choice.regularisation)
+        pipeline.fit(matrix, data.labels, model__sample_weight=data.weights)
+    return pipeline, choice, metrics
 
 
 def _positive_probability(pipeline, matrix: np.ndarray) -> np.ndarray:
@@ -321,9 +443,10 @@ class PolicyModel:
 
     _loaded: dict[int, "PolicyModel"] = {}
 
-    def __init__(self, version: ModelVersion, pipeline):
+    def __init__(self, version: ModelVersion, pipeline, crosses=()):
         self.version = version
         self.pipeline = pipeline
+        self.crosses = tuple(tuple(cross) for cross in crosses)
 
     @classmethod
     def load(cls, version: ModelVersion) -> "PolicyModel":
@@ -331,7 +454,7 @@ class PolicyModel:
         if cached is not None and cached.version.artifact_path == version.artifact_path:
             return cached
         payload = _read_artifact(version.artifact_path)
-        model = cls(version, payload["pipeline"])
+        model = cls(version, payload["pipeline"], payload.get("crosses", ()))
         if len(cls._loaded) >= LOADED_MODELS_KEPT:
             cls._loaded.pop(next(iter(cls._loaded)))
         cls._loaded[version.pk] = model
@@ -345,7 +468,7 @@ class PolicyModel:
         """The probability of a positive outcome for each context (``features.label_context`` shape)."""
         if not contexts:
             return np.empty(0)
-        return _positive_probability(self.pipeline, features.feature_matrix(contexts))
+        return _positive_probability(self.pipeline, features.feature_matrix(contexts, self.crosses))
 
     def best_strategy(
         self, lead: Lead, candidates: list[dict], *, campaign: Campaign | None = None, now: dt.datetime | None = None
@@ -414,6 +537,30 @@ def policy_choose(
         index = rng.randrange(len(candidates))
         strategy, probability = candidates[index], float(scores[index])
     return PolicyChoice(model.version, strategy, round(probability, 4), explored)
+
+
+@dataclass(frozen=True)
+class PolicyLift:
+    version: ModelVersion
+    probability: float  # of a positive outcome with the best candidate
+    base_rate: float  # the positive rate of the labels the model was trained on
+
+    @property
+    def lift(self) -> float:
+        """How much better than the organization's average send the policy expects this lead to do."""
+        return self.probability / self.base_rate
+
+
+def policy_best_lift(*, lead: Lead, candidates: list[dict]) -> PolicyLift | None:
+    """The best candidate's probability under the lead's deployed policy and the policy's training base rate,
+    or None without a usable policy (none in the lead's arm, or one that did not record its base rate)."""
+    model = _deployed_model(lead)
+    if model is None:
+        return None
+    base_rate = float((model.version.metrics or {}).get("train_base_rate") or 0.0)
+    if base_rate <= 0.0:
+        return None
+    return PolicyLift(model.version, model.best_strategy(lead, candidates)[1], base_rate)
 
 
 def policy_best_probability(*, lead: Lead, candidates: list[dict]) -> float | None:

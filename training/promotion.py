@@ -10,7 +10,9 @@ only when all of these hold:
   both arms, so both are measured over the same weeks);
 * its score is at least ``MIN_LIFT`` (5%) above the champion's, *and* the difference is significant;
 * guardrails: its unsubscribe rate is not more than ``UNSUBSCRIBE_TOLERANCE`` above the champion's and its spam
-  complaint rate not more than ``SPAM_TOLERANCE`` above (absolute rate differences).
+  complaint rate not more than ``SPAM_TOLERANCE`` above (absolute rate differences) — a breach counts when the
+  excess is also significant (one-sided two-proportion z-test at α), so a few unlucky opt-outs in a small arm do
+  not retire a better model.
 
 Otherwise, once the exposure is reached, it is retired. Before that the decision is ``waiting``. Every look is
 stored as a ``PromotionDecision`` with both arms' figures. Without a champion the challenger is measured against
@@ -120,13 +122,29 @@ def _lift(challenger: ArmFigures, champion: ArmFigures) -> float:
     return challenger.score / champion.score - 1
 
 
+def _significantly_higher(count_a: int, n_a: int, count_b: int, n_b: int) -> bool:
+    """One-sided two-proportion z-test at ALPHA: is rate a truly above rate b (not a few unlucky messages)?"""
+    from scipy import stats
+
+    pooled = (count_a + count_b) / (n_a + n_b) if n_a + n_b else 0.0
+    spread = math.sqrt(pooled * (1 - pooled) * (1 / max(n_a, 1) + 1 / max(n_b, 1)))
+    if spread == 0:
+        return count_a / max(n_a, 1) > count_b / max(n_b, 1)
+    z = (count_a / max(n_a, 1) - count_b / max(n_b, 1)) / spread
+    return float(stats.norm.sf(z)) < ALPHA
+
+
 def _guardrail_breach(challenger: ArmFigures, champion: ArmFigures) -> str:
-    unsub = challenger.rate(challenger.unsubscribes) - champion.rate(champion.unsubscribes)
-    spam = challenger.rate(challenger.spam_reports) - champion.rate(champion.spam_reports)
-    if unsub > UNSUBSCRIBE_TOLERANCE:
-        return f"unsubscribe rate {unsub:+.2%} above the champion's (tolerance {UNSUBSCRIBE_TOLERANCE:.2%})"
-    if spam > SPAM_TOLERANCE:
-        return f"spam complaint rate {spam:+.2%} above the champion's (tolerance {SPAM_TOLERANCE:.2%})"
+    """A guardrail holds unless the challenger's rate is above the champion's by more than the tolerance *and*
+    significantly so: two unlucky unsubscribes in 200 messages are noise, not a worse model."""
+    checks = (
+        ("unsubscribe", challenger.unsubscribes, champion.unsubscribes, UNSUBSCRIBE_TOLERANCE),
+        ("spam complaint", challenger.spam_reports, champion.spam_reports, SPAM_TOLERANCE),
+    )
+    for name, ours, theirs, tolerance in checks:
+        excess = challenger.rate(ours) - champion.rate(theirs)
+        if excess > tolerance and _significantly_higher(ours, challenger.messages, theirs, champion.messages):
+            return f"{name} rate {excess:+.2%} above the champion's (tolerance {tolerance:.2%}, significant)"
     return ""
 
 

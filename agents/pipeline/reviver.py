@@ -1,8 +1,13 @@
 """Reviver agent: how likely a dead lead is to come back now, and whether (and where) to try.
 
-Until a trained policy model is deployed (``policy_probability``), the probability comes from a
-logistic model with hand-set coefficients. Each factor adds to the log-odds, so its contribution
-is also its explanation: a factor worth +0.7 made the lead about twice as likely to revive.
+The probability comes from a logistic model with hand-set coefficients. Each factor adds to the log-odds,
+so its contribution is also its explanation: a factor worth +0.7 made the lead about twice as likely to revive.
+
+When the lead's A/B arm has a deployed policy model (``policy_probability``), the policy adjusts that score by
+its relative lift: the probability of a positive outcome with the lead's best strategy over the positive rate
+of the labels it was trained on. The policy predicts a different, much rarer event (a positive outcome of one
+message, a few percent) than revival, so its raw probability would sit far below every threshold the business
+rules were written for (skip below 0.15) and starve the policy's arm; the lift keeps the rules' scale.
 """
 
 import math
@@ -19,7 +24,7 @@ from agents.pipeline.base import Agent, StepResult
 from agents.pipeline.personalizer import FRAMEWORKS, TONES
 from agents.pipeline.seniority import seniority_of
 from outcomes.models import OutcomeLabel
-from training.policy import policy_best_probability
+from training.policy import PolicyLift, policy_best_lift
 
 # Log-odds of a lead we know nothing about: about one in four revives (sigmoid(-1.0) = 0.27).
 INTERCEPT = -1.0
@@ -62,15 +67,29 @@ STOP_ACTIONS = frozenset({"skip", "stop", "delay", "disqualify"})
 CHANNELS = frozenset({"email", "sms"})
 
 
-def policy_probability(lead: Lead) -> float | None:
+def policy_probability(lead: Lead) -> PolicyLift | None:
     """The probability of a positive outcome with the best strategy, by the policy model deployed to the lead's
-    A/B arm; None when the arm has none (the hand-set model then scores the lead).
+    A/B arm, and that model's training base rate; None when the arm has none (the hand-set model alone scores).
 
     Every strategy the personalizer could use is scored, on each channel the lead can be reached on.
     """
     channels = ("email", "sms") if lead.phone else ("email",)
     candidates = [{"framework": f, "tone": t, "channel": c} for f in FRAMEWORKS for t in TONES for c in channels]
-    return policy_best_probability(lead=lead, candidates=candidates)
+    return policy_best_lift(lead=lead, candidates=candidates)
+
+
+def policy_adjusted(probability: float, factors: list[dict], policy: PolicyLift) -> tuple[float, list[dict]]:
+    """The hand-set probability times the policy's lift (clipped to [0, 1]), with the policy as the first factor
+    (its contribution in log-odds terms, like the others: log of the lift)."""
+    factor = {
+        "name": "policy_model",
+        "contribution": round(math.log(max(policy.lift, 1e-6)), 3),
+        "text": (
+            f"Deployed policy {policy.version.version}: {policy.probability:.1%} with the best strategy vs "
+            f"{policy.base_rate:.1%} on average (×{policy.lift:.2f})"
+        ),
+    }
+    return min(1.0, max(0.0, probability * policy.lift)), [factor, *factors][:TOP_FACTORS]
 
 
 def lost_reason_category(reason: str) -> str:
@@ -177,17 +196,19 @@ class ReviverAgent(Agent):
         )
 
     def process(self, lead: Lead) -> StepResult:
-        history = lead_history(lead)
-        probability = policy_probability(lead)
-        if probability is None:
-            probability, factors = reactivation_probability(lead=lead, history=history)
-        else:
-            factors = [{"name": "policy_model", "contribution": None, "text": "Deployed policy model"}]
+        heuristic, factors = reactivation_probability(lead=lead, history=lead_history(lead))
+        policy = policy_probability(lead)
+        probability = heuristic
+        if policy is not None:
+            probability, factors = policy_adjusted(heuristic, factors, policy)
         lead.reactivation_probability = round(min(1.0, max(0.0, probability)), 4)
         lead.save(update_fields=["reactivation_probability", "updated_at"])
         months = months_since(lead.last_engaged_at)
         facts = {
             "reactivation_probability": lead.reactivation_probability,
+            "heuristic_probability": round(heuristic, 4),
+            "policy_probability": round(policy.probability, 4) if policy else None,
+            "policy_base_rate": policy.base_rate if policy else None,
             "icp_score": lead.icp_score,
             "seniority": seniority_of(lead.title),
             "lost_reason_category": lost_reason_category(lead.lost_reason),
@@ -195,6 +216,14 @@ class ReviverAgent(Agent):
         }
         decision = decide(lead=lead, stage="reactivate", facts=facts, llm_question=self._question(lead, facts, factors))
         output = {"reactivation_probability": lead.reactivation_probability, "factors": factors}
+        if policy is not None:
+            output["policy"] = {
+                "version": policy.version.pk,
+                "heuristic_probability": facts["heuristic_probability"],
+                "policy_probability": facts["policy_probability"],
+                "base_rate": policy.base_rate,
+                "lift": round(policy.lift, 4),
+            }
         if decision.action in STOP_ACTIONS:
             if decision.action == "disqualify" and lead_can(lead, "disqualify"):
                 lead_transition(lead, "disqualify")

@@ -8,6 +8,7 @@ from agents.models import AgentRun, Lead, MissionLead
 from agents.pipeline.reviver import ReviverAgent, lead_history, lost_reason_category, reactivation_probability
 from tests.factories import LeadFactory, MissionFactory, OrganizationFactory, OutcomeLabelFactory
 from tests.openai_api import chat_completion
+from training.models import ModelVersion
 
 pytestmark = pytest.mark.django_db
 
@@ -178,14 +179,54 @@ def test_without_a_phone_sms_is_not_offered(agent, settings):
     assert result.decision.action in {"email", "skip"}
 
 
-def test_policy_model_probability_replaces_the_hand_set_model(agent, monkeypatch):
+def _lift(probability: float, base_rate: float = 0.05):
+    from training.policy import PolicyLift
+
+    return PolicyLift(version=ModelVersion(pk=41, version="v1.2.0"), probability=probability, base_rate=base_rate)
+
+
+def test_the_policy_scales_the_hand_set_score_by_its_lift(agent, monkeypatch):
     from agents.pipeline import reviver
 
-    monkeypatch.setattr(reviver, "policy_probability", lambda lead: 0.05)
-    lead = LeadFactory(organization=agent.organization, title="CEO", lost_reason="timing", last_engaged_at=_ago(1))
+    lead = _borderline(organization=agent.organization)
+    lead.save()
+    heuristic, _ = reactivation_probability(lead=lead, history=NO_HISTORY)
+    # A policy probability of 10% on a 5% base rate doubles the score instead of replacing it with 0.10,
+    # which the "skip below 0.15" rule would have skipped.
+    monkeypatch.setattr(reviver, "policy_probability", lambda lead: _lift(0.10))
 
     result = agent.process(lead)
 
-    assert result.output["reactivation_probability"] == 0.05
+    assert result.output["reactivation_probability"] == round(min(1.0, 2 * heuristic), 4)
     assert result.output["factors"][0]["name"] == "policy_model"
+    assert result.output["factors"][0]["contribution"] == pytest.approx(0.693, abs=1e-3)
+    assert result.output["policy"] == {
+        "version": 41,
+        "heuristic_probability": round(heuristic, 4),
+        "policy_probability": 0.1,
+        "base_rate": 0.05,
+        "lift": 2.0,
+    }
+    assert result.proceed is True
+
+
+def test_a_policy_that_expects_little_can_still_skip_a_lead(agent, monkeypatch):
+    from agents.pipeline import reviver
+
+    monkeypatch.setattr(reviver, "policy_probability", lambda lead: _lift(0.005))  # a tenth of the base rate
+    lead = LeadFactory(organization=agent.organization, title="CEO", lost_reason="timing", last_engaged_at=_ago(1))
+    heuristic, _ = reactivation_probability(lead=lead, history=NO_HISTORY)
+
+    result = agent.process(lead)
+
+    assert heuristic > 0.5 and result.output["reactivation_probability"] == round(heuristic / 10, 4)
     assert result.decision.action == "skip"
+
+
+def test_the_lift_is_clipped_to_a_probability(agent, monkeypatch):
+    from agents.pipeline import reviver
+
+    monkeypatch.setattr(reviver, "policy_probability", lambda lead: _lift(0.5))  # ten times the base rate
+    lead = LeadFactory(organization=agent.organization, title="CEO", lost_reason="timing", last_engaged_at=_ago(1))
+
+    assert agent.process(lead).output["reactivation_probability"] == 1.0

@@ -10,7 +10,12 @@ from agents.decisions.types import Decision
 from agents.models import AgentRun, Lead, Message, Mission, MissionLead
 from agents.pipeline import personalizer
 from agents.pipeline.personalizer import FRAMEWORKS, TONES, Draft, PersonalizerAgent, choose_strategy
-from agents.pipeline.reviver import ReviverAgent, policy_probability
+from agents.pipeline.reviver import (
+    ReviverAgent,
+    lead_history,
+    policy_probability,
+    reactivation_probability,
+)
 from agents.pipeline.runner import run_batch
 from outcomes.services import outcome_record_sent
 from tests.factories import LeadFactory, MissionFactory, MissionLeadFactory, ModelVersionFactory, OrganizationFactory
@@ -208,12 +213,20 @@ def test_the_reviver_scores_with_the_policy_of_the_leads_arm(mission, deployed):
     lead = _lead(mission, phone="+14155550123", lost_reason="bad timing")
     both = _candidates("email") + _candidates("sms")
     _, expected, _ = PolicyModel.load(deployed).best_strategy(lead, both)
+    base_rate = deployed.metrics["train_base_rate"]
+    heuristic, _ = reactivation_probability(lead=lead, history=lead_history(lead))
 
-    assert policy_probability(lead) == pytest.approx(expected)
+    score = policy_probability(lead)
+    assert (score.version, score.base_rate) == (deployed, base_rate)
+    assert score.probability == pytest.approx(expected) and score.lift == pytest.approx(expected / base_rate)
     result = ReviverAgent(mission=mission).process(lead)
 
-    assert result.output["reactivation_probability"] == round(expected, 4)
+    # The policy moves the hand-set score by its lift, so the rules' thresholds keep their meaning.
+    assert result.output["reactivation_probability"] == round(min(1.0, heuristic * expected / base_rate), 4)
     assert result.output["factors"][0]["name"] == "policy_model"
+    assert result.output["policy"]["heuristic_probability"] == round(heuristic, 4)
+    assert result.output["policy"]["policy_probability"] == round(expected, 4)
+    assert result.output["policy"]["lift"] == pytest.approx(expected / base_rate, abs=1e-4)
 
 
 def test_the_reviver_falls_back_without_a_policy(mission, trained):

@@ -33,7 +33,7 @@ def working_hours(monkeypatch):
 
 def test_two_weeks_end_with_labels_a_trained_version_and_a_promotion_decision(working_hours):
     lines = []
-    options = RunOptions(seed=3, weeks=2, leads=240, min_messages_per_arm=20, timezones=working_hours)
+    options = RunOptions(seed=3, weeks=2, leads=1600, min_messages_per_arm=20, timezones=working_hours)
     simulation = Simulation(options, backend=InlineBackend(waits=Waits(say=lines.append)), say=lines.append)
 
     summary = simulation.execute(then=run_summary)
@@ -52,7 +52,7 @@ def test_two_weeks_end_with_labels_a_trained_version_and_a_promotion_decision(wo
     assert not WebhookEvent.objects.filter(state=WebhookEvent.State.RECEIVED).exists()
     # Two weekly cycles trained two policy versions; the first one's A/B test was looked at after week 2.
     runs = TrainingRun.objects.filter(kind=ModelVersion.Kind.POLICY, status=TrainingRun.Status.SUCCEEDED)
-    assert runs.count() == 2
+    assert runs.count() == 2, list(TrainingRun.objects.values_list("status", "error"))
     first = runs.order_by("id").first().model_version
     decision = PromotionDecision.objects.get(challenger=first)
     assert decision.outcome in PromotionDecision.Outcome.values

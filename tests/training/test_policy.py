@@ -128,7 +128,12 @@ def test_learns_the_planted_signal_and_stores_its_evaluation(settings):
     assert version.version == "v1.0.0"
     assert version.metrics == metrics
     meta = version.training_metadata
-    assert meta["examples"] == 4000 and meta["run_id"] == run.pk and meta["features"] == list(features.COLUMNS)
+    crosses = [tuple(cross) for cross in metrics["crosses"]]
+    assert meta["examples"] == 4000 and meta["run_id"] == run.pk and meta["features"] == list(features.columns(crosses))
+    # The planted interaction (framework × seniority) is found by the selection; the rest is noise.
+    print(f"crosses chosen {metrics['crosses']}, C {metrics['regularisation_c']}")
+    assert ("framework", "seniority") in crosses and meta["crosses"] == metrics["crosses"]
+    assert metrics["regularisation_c"] in policy.REGULARISATION_GRID and metrics["selection"][0]["cross"] is None
     assert meta["positives"] == OutcomeLabel.objects.filter(training_label="positive").count()
     assert meta["train_examples"] + meta["validation_examples"] == 4000
     assert 600 < meta["validation_examples"] < 1000  # a fifth of the leads, by hash
@@ -154,7 +159,10 @@ def test_the_artifact_reloads_and_predicts_the_same():
     assert PolicyModel.load(version) is PolicyModel.load(version)  # cached per process
     PolicyModel.forget()
     reloaded = PolicyModel.load(version).predict(contexts)
-    on_disk = joblib.load(version.artifact_path)["pipeline"].predict_proba(features.feature_matrix(contexts))[:, 1]
+    payload = joblib.load(version.artifact_path)
+    crosses = [tuple(cross) for cross in payload["crosses"]]
+    assert crosses == [tuple(cross) for cross in version.metrics["crosses"]]
+    on_disk = payload["pipeline"].predict_proba(features.feature_matrix(contexts, crosses))[:, 1]
 
     assert np.array_equal(first, reloaded)
     assert np.allclose(first, on_disk)
@@ -254,7 +262,9 @@ def test_a_failure_marks_the_run_failed(monkeypatch):
     organization = OrganizationFactory()
     planted_outcomes(organization, n=200)
     run = TrainingRunFactory(kind=ModelVersion.Kind.POLICY, backend=ModelVersion.Backend.LOCAL)
-    monkeypatch.setattr(policy, "artifact_save", lambda pipeline, version: (_ for _ in ()).throw(OSError("disk full")))
+    monkeypatch.setattr(
+        policy, "artifact_save", lambda pipeline, version, **kw: (_ for _ in ()).throw(OSError("disk full"))
+    )
 
     with pytest.raises(OSError):
         policy_train(run=run, organization_id=organization.pk)

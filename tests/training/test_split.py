@@ -6,6 +6,7 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 
 from tests.factories import ModelVersionFactory
+from training import split
 from training.models import ModelVersion
 from training.registry import model_deploy, model_retire
 from training.split import arm_for, bucket, is_holdout, split_cache_clear
@@ -32,7 +33,8 @@ def test_nothing_deployed_means_no_arm():
     assert arm_for(lead_id=1, kind=POLICY) is None
 
 
-def test_a_ten_percent_challenger_gets_ten_percent_of_100000_leads(django_assert_max_num_queries):
+def test_a_ten_percent_challenger_gets_ten_percent_of_100000_leads(django_assert_max_num_queries, monkeypatch):
+    monkeypatch.setattr(split, "CACHE_SECONDS", 60.0)  # the cache window, not a busy machine's speed, is tested
     champion = _deployed(ModelVersion.Role.CHAMPION)
     challenger = _deployed(ModelVersion.Role.CHALLENGER, 10)
     split_cache_clear()
@@ -97,6 +99,22 @@ def test_a_deploy_in_this_process_is_seen_at_once_and_kinds_are_separate():
 
     model_retire(version=champion)
     assert arm_for(lead_id=7, kind=POLICY) is None
+
+
+def test_a_deploy_made_by_another_process_is_seen_within_seconds(monkeypatch, django_assert_max_num_queries):
+    clock = [1000.0]
+    monkeypatch.setattr(split.time, "monotonic", lambda: clock[0])
+    champion = _deployed(ModelVersion.Role.CHAMPION)
+    assert arm_for(lead_id=7, kind=POLICY) == champion
+    # Another process retires it: this process's registry generation does not move, only the database does.
+    ModelVersion.objects.filter(pk=champion.pk).update(status=ModelVersion.Status.RETIRED, traffic_percentage=0)
+
+    clock[0] += split.CACHE_SECONDS / 2
+    with django_assert_max_num_queries(0):
+        assert arm_for(lead_id=7, kind=POLICY) == champion  # still the cached split, no query per lead
+    clock[0] += split.CACHE_SECONDS / 2 + 0.01
+    assert arm_for(lead_id=7, kind=POLICY) is None
+    assert split.CACHE_SECONDS <= 3.0  # a deploy made by beat reaches the worker before its next mission
 
 
 def test_a_new_experiment_reshuffles_leads():
