@@ -2,46 +2,19 @@
 served by gunicorn, next to a trivial authenticated endpoint (GET /api/me: token auth, one
 indexed read) of the same server under the same load."""
 
-import os
-import socket
-import subprocess
-import sys
 import threading
 import time
 
 import requests
-from django.conf import settings
 
 from agents.models import Lead, Mission
 from agents.services import operator_create
-from bench.common import Row, percentile
+from bench.common import Row, free_port, gunicorn_server, percentile
 from rex_project.celery import app
 
 CLIENTS = 4
 REQUESTS_PER_CLIENT = 150
 LEADS = 100
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _server(port: int) -> subprocess.Popen:
-    env = {**os.environ, "API_THROTTLE_RATE": "100000000/minute", "DEBUG": "false",
-           "SECRET_KEY": "bench-" + "x" * 60, "SECURE_SSL_REDIRECT": "false", "LOG_LEVEL": "WARNING"}  # fmt: skip
-    command = [sys.executable, "-m", "gunicorn", "rex_project.wsgi", "--bind", f"127.0.0.1:{port}",
-               "--workers", str(CLIENTS), "--log-level", "warning"]  # fmt: skip
-    process = subprocess.Popen(command, cwd=settings.BASE_DIR, env=env)
-    for _ in range(60):
-        try:
-            requests.get(f"http://127.0.0.1:{port}/health", timeout=5)
-            return process
-        except requests.RequestException:  # still booting
-            time.sleep(0.5)
-    process.terminate()
-    raise RuntimeError("gunicorn did not start")
 
 
 def _load(call) -> list[float]:
@@ -74,10 +47,10 @@ def run() -> list[Row]:
         [Lead(organization=organization, email=f"lead{i}@rexbench.io") for i in range(LEADS)], ignore_conflicts=True
     )
     lead_ids = list(organization.leads.values_list("pk", flat=True)[:LEADS])
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     headers = {"Authorization": f"Token {token.key}"}
-    server = _server(port)
+    server = gunicorn_server(port, workers=CLIENTS, env={"API_THROTTLE_RATE": "100000000/minute"})
     try:
         _load(lambda s: s.get(f"{base}/api/me", headers=headers))  # warm up both gunicorn workers
         reference = _load(lambda s: s.get(f"{base}/api/me", headers=headers))

@@ -5,10 +5,6 @@ a request on this server) and the same events processed one after another in thi
 
 import base64
 import json
-import os
-import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -16,12 +12,11 @@ from collections.abc import Callable
 import requests
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from django.conf import settings
 from django.db import connection
 
 from agents.models import Lead, Organization
 from agents.services import organization_get_or_create
-from bench.common import Row, percentile, running_worker
+from bench.common import Row, free_port, gunicorn_server, percentile, running_worker
 from outcomes.models import OutcomeLabel
 from rex_project.celery import app
 from webhooks.models import WebhookEvent
@@ -57,28 +52,6 @@ class Signer:
             "X-Twilio-Email-Event-Webhook-Signature": base64.b64encode(signature).decode(),
             "X-Twilio-Email-Event-Webhook-Timestamp": stamp,
         }
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _server(port: int, public_key: str) -> subprocess.Popen:
-    env = {**os.environ, "DEBUG": "false", "SECRET_KEY": "bench-" + "x" * 60, "SECURE_SSL_REDIRECT": "false",
-           "LOG_LEVEL": "WARNING", "SENDGRID_WEBHOOK_PUBLIC_KEY": public_key}  # fmt: skip
-    command = [sys.executable, "-m", "gunicorn", "rex_project.wsgi", "--bind", f"127.0.0.1:{port}",
-               "--workers", str(CLIENTS), "--log-level", "warning"]  # fmt: skip
-    process = subprocess.Popen(command, cwd=settings.BASE_DIR, env=env)
-    for _ in range(60):
-        try:
-            requests.get(f"http://127.0.0.1:{port}/health", timeout=5)
-            return process
-        except requests.RequestException:  # still booting
-            time.sleep(0.5)
-    process.terminate()
-    raise RuntimeError("gunicorn did not start")
 
 
 def _outcomes(organization: Organization, count: int, tag: str) -> list[int]:
@@ -180,11 +153,11 @@ def _check(run: str, outcome_ids: list[int], events: int) -> None:
 
 def _measure(run: str, outcome_ids: list[int], spare_ids: list[int]) -> dict:
     signer = Signer()
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     bodies = _bodies(run, outcome_ids, BATCHES)
     warm_up = _bodies(f"{run}w", spare_ids, CLIENTS * 2)
-    server = _server(port, signer.public_key)
+    server = gunicorn_server(port, workers=CLIENTS, env={"SENDGRID_WEBHOOK_PUBLIC_KEY": signer.public_key})
     try:
         with running_worker(concurrency=2, name="bench-webhooks"):
             _load(_posts(f"{base}/webhooks/sendgrid", warm_up, signer))  # every gunicorn worker connected

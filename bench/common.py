@@ -1,9 +1,15 @@
 """Shared pieces of the benchmarks: a result row, the table, percentiles, a worker process."""
 
 import contextlib
+import os
+import socket
 import statistics
+import subprocess
+import sys
+import time
 from dataclasses import dataclass
 
+import requests
 from django.conf import settings
 
 from rex_project.worker import start_worker, stop_worker
@@ -53,3 +59,26 @@ def running_worker(*, concurrency: int = 2, name: str = "bench", env: dict | Non
         yield process
     finally:
         stop_worker(process)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def gunicorn_server(port: int, *, workers: int, env: dict | None = None) -> subprocess.Popen:
+    """REX under gunicorn with production settings (DEBUG off) on ``port``, once ``/health`` answers."""
+    env = {**os.environ, "DEBUG": "false", "SECRET_KEY": "bench-" + "x" * 60, "SECURE_SSL_REDIRECT": "false",
+           "LOG_LEVEL": "WARNING", **(env or {})}  # fmt: skip
+    command = [sys.executable, "-m", "gunicorn", "rex_project.wsgi", "--bind", f"127.0.0.1:{port}",
+               "--workers", str(workers), "--log-level", "warning"]  # fmt: skip
+    process = subprocess.Popen(command, cwd=settings.BASE_DIR, env=env)
+    for _ in range(60):
+        try:
+            requests.get(f"http://127.0.0.1:{port}/health", timeout=5)
+            return process
+        except requests.RequestException:  # still booting
+            time.sleep(0.5)
+    process.terminate()
+    raise RuntimeError("gunicorn did not start")
