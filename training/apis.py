@@ -156,8 +156,7 @@ class ModelDeployApi(TrainingAPIView):
         version = get_object_or_404(ModelVersion, pk=model_id)
         serializer = self.ModelDeployInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        if version.status not in (ModelVersion.Status.READY, ModelVersion.Status.DEPLOYED, ModelVersion.Status.RETIRED):
-            raise serializers.ValidationError({"model_id": [f"A {version.status} model cannot be deployed."]})
+        # The registry refuses what cannot serve (failed, still training, no artifact): a 400 naming why.
         traffic = serializer.validated_data["traffic_percentage"]
         role = ModelVersion.Role.CHAMPION if traffic >= 100 else ModelVersion.Role.CHALLENGER
         registry.model_deploy(version=version, traffic_percentage=traffic, role=role)

@@ -1,5 +1,7 @@
 """Provider webhook receivers: verify, store the raw events, answer fast; processing happens in Celery."""
 
+import functools
+
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
@@ -30,66 +32,63 @@ SALESFORCE_ACK = (
 )
 
 
-@csrf_exempt
-@require_POST
-def sendgrid_events(request: HttpRequest) -> JsonResponse:
+def receiver(view):
+    """A webhook endpoint: POST only, no CSRF (providers sign instead), and a refused signature or a malformed
+    body answered with its status and reason (raised before anything is stored)."""
+
+    @csrf_exempt
+    @require_POST
+    @functools.wraps(view)
+    def answer(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        try:
+            return view(request, *args, **kwargs)
+        except SignatureRejected as exc:
+            return JsonResponse({"detail": exc.reason}, status=exc.status)
+        except MalformedPayload as exc:
+            return JsonResponse({"detail": exc.reason}, status=400)
+
+    return answer
+
+
+def _utf8(request: HttpRequest) -> str:
     try:
-        # The signature covers the exact bytes: verify the decoded body, never a re-serialisation.
-        raw_body = request.body.decode("utf-8")
+        return request.body.decode("utf-8")
     except UnicodeDecodeError:
-        return JsonResponse({"detail": "Body is not UTF-8."}, status=400)
-    try:
-        signature = sendgrid_signature_check(raw_body=raw_body, headers=request.headers)
-        events = sendgrid_events_parse(raw_body=raw_body)
-        new_ids = sendgrid_events_store(events=events, headers=dict(request.headers), signature=signature)
-    except SignatureRejected as exc:
-        return JsonResponse({"detail": exc.reason}, status=exc.status)
-    except MalformedPayload as exc:
-        return JsonResponse({"detail": exc.reason}, status=400)
+        raise MalformedPayload("Body is not UTF-8.") from None
+
+
+@receiver
+def sendgrid_events(request: HttpRequest) -> JsonResponse:
+    # The signature covers the exact bytes: verify the decoded body, never a re-serialisation.
+    raw_body = _utf8(request)
+    signature = sendgrid_signature_check(raw_body=raw_body, headers=request.headers)
+    events = sendgrid_events_parse(raw_body=raw_body)
+    new_ids = sendgrid_events_store(events=events, headers=dict(request.headers), signature=signature)
     if new_ids:  # one task for the batch, not one per event: a burst stays a few broker messages
         process_webhook_events.delay_on_commit(new_ids)
     return JsonResponse({"received": len(events), "new": len(new_ids)})
 
 
-@csrf_exempt
-@require_POST
+@receiver
 def twilio_messages(request: HttpRequest) -> HttpResponse:
     """Inbound SMS and message status callbacks (form-encoded), both answered with empty TwiML."""
-    try:
-        raw_body = request.body.decode("utf-8")
-    except UnicodeDecodeError:
-        return JsonResponse({"detail": "Body is not UTF-8."}, status=400)
+    raw_body = _utf8(request)
     params = {name: request.POST.get(name) for name in request.POST}
     # Behind a proxy request.build_absolute_uri() is not what Twilio signed: use the configured public URL.
     url = settings.PUBLIC_BASE_URL + request.get_full_path()
-    try:
-        signature = twilio_signature_check(url=url, params=params, headers=request.headers)
-        event_id = twilio_event_store(
-            params=params, raw_body=raw_body, headers=dict(request.headers), signature=signature
-        )
-    except SignatureRejected as exc:
-        return JsonResponse({"detail": exc.reason}, status=exc.status)
-    except MalformedPayload as exc:
-        return JsonResponse({"detail": exc.reason}, status=400)
+    signature = twilio_signature_check(url=url, params=params, headers=request.headers)
+    event_id = twilio_event_store(params=params, raw_body=raw_body, headers=dict(request.headers), signature=signature)
     if event_id is not None:
         process_webhook_event.delay_on_commit(event_id)
     return HttpResponse(EMPTY_TWIML, content_type="text/xml")
 
 
-@csrf_exempt
-@require_POST
+@receiver
 def inbox_sync(request: HttpRequest) -> JsonResponse:
     """Inbound emails from a mailbox integration (REX's HMAC scheme over the raw bytes, INBOX_WEBHOOK_SECRET)."""
-    try:
-        signature = rex_hmac_signature_check(
-            raw_body=request.body, headers=request.headers, setting="INBOX_WEBHOOK_SECRET"
-        )
-        messages = inbox_messages_parse(raw_body=request.body)
-        new_ids = inbox_messages_store(messages=messages, headers=dict(request.headers), signature=signature)
-    except SignatureRejected as exc:
-        return JsonResponse({"detail": exc.reason}, status=exc.status)
-    except MalformedPayload as exc:
-        return JsonResponse({"detail": exc.reason}, status=400)
+    signature = rex_hmac_signature_check(raw_body=request.body, headers=request.headers, setting="INBOX_WEBHOOK_SECRET")
+    messages = inbox_messages_parse(raw_body=request.body)
+    new_ids = inbox_messages_store(messages=messages, headers=dict(request.headers), signature=signature)
     if new_ids:  # one task for the batch, like the SendGrid receiver
         process_webhook_events.delay_on_commit(new_ids)
     return JsonResponse({"received": len(messages), "new": len(new_ids)})
@@ -105,12 +104,7 @@ def _crm_events(request: HttpRequest, endpoint: str) -> HttpResponse:
         raw_body=request.body,
         headers=request.headers,
     )
-    try:
-        receipt = crm_events_receive(request=crm_request)
-    except SignatureRejected as exc:
-        return JsonResponse({"detail": exc.reason}, status=exc.status)
-    except MalformedPayload as exc:
-        return JsonResponse({"detail": exc.reason}, status=400)
+    receipt = crm_events_receive(request=crm_request)
     if receipt.new_ids:  # one task for the batch, like the SendGrid receiver
         process_webhook_events.delay_on_commit(receipt.new_ids)
     if receipt.provider == WebhookEvent.Provider.SALESFORCE:
@@ -118,13 +112,11 @@ def _crm_events(request: HttpRequest, endpoint: str) -> HttpResponse:
     return JsonResponse({"received": receipt.received, "new": len(receipt.new_ids)})
 
 
-@csrf_exempt
-@require_POST
+@receiver
 def crm_deals(request: HttpRequest) -> HttpResponse:
     return _crm_events(request, DEALS)
 
 
-@csrf_exempt
-@require_POST
+@receiver
 def crm_meetings(request: HttpRequest) -> HttpResponse:
     return _crm_events(request, MEETINGS)

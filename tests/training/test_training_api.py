@@ -91,6 +91,9 @@ def test_deploy_puts_a_ready_model_on_the_asked_share(staff_client, api_client):
     assert response.json()["traffic_percentage"] == 20.0
     bad = staff_client.post(f"/training/deploy/{ready.pk}", {"traffic_percentage": 0}, format="json")
     assert bad.status_code == 400 and "traffic_percentage" in bad.json()
+    failed = _policy(version="v1.2.0", status="failed")
+    refused = staff_client.post(f"/training/deploy/{failed.pk}", {"traffic_percentage": 20}, format="json")
+    assert refused.status_code == 400 and "failed" in str(refused.json())
 
 
 def test_promote_winner_reports_each_decision(staff_client):
