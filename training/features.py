@@ -13,17 +13,22 @@ import zoneinfo
 
 import numpy as np
 
+from agents.industries import sector_of
 from agents.models import Campaign, Lead
-from agents.pipeline.seniority import seniority_of
+from agents.pipeline.seniority import seniority_band, seniority_of
 from agents.send_windows import lead_zone, next_window_start
 
 # Bump when the columns change: an artifact trained on other columns refuses to load.
 # 2: the crossed columns are chosen per model from the data (``CANDIDATE_CROSSES``) and stored in the artifact.
-FEATURES_VERSION = 2
+# 3: the industry's sector and the seniority's band, coarser levels a preference is learned on from less data.
+FEATURES_VERSION = 3
 UNKNOWN = "unknown"
 # What REX chooses, and what it knows about the lead and the send when it chooses.
 STRATEGY = ("framework", "tone", "channel")
-CONTEXT = ("industry", "seniority", "company_size", "send_hour", "lost_reason")
+# Industry and seniority come at two levels: a cross with the sector (four frameworks × a handful of sectors)
+# is learned from a few hundred labels, one with the industry needs several times more; model selection keeps
+# the level the data supports.
+CONTEXT = ("industry", "sector", "seniority", "seniority_band", "company_size", "send_hour", "lost_reason")
 CATEGORICAL = STRATEGY + CONTEXT
 # The interactions a model may use: only those with a strategy column. A context × context cross shifts every
 # strategy of a lead alike, so it can never change which strategy is best; strategy × context crosses can ("PAS
@@ -87,12 +92,15 @@ def _lost_reason(reason: str) -> str:
 
 
 def _context(*, lead: dict, strategy: dict, hour: int | None) -> dict:
+    seniority = lead.get("seniority") or UNKNOWN
     return {
         "framework": strategy.get("framework") or UNKNOWN,
         "tone": strategy.get("tone") or UNKNOWN,
         "channel": strategy.get("channel") or "email",
         "industry": _text(lead.get("industry")),
-        "seniority": lead.get("seniority") or UNKNOWN,
+        "sector": sector_of(lead.get("industry") or ""),
+        "seniority": seniority,
+        "seniority_band": seniority_band(seniority),
         "company_size": company_size_band(lead.get("company_size")),
         "send_hour": send_hour_band(hour),
         "lost_reason": lead.get("lost_reason_category") or _lost_reason(lead.get("lost_reason") or ""),

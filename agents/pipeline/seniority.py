@@ -12,6 +12,17 @@ UNKNOWN = "unknown"
 
 SENIORITIES = (C_LEVEL, VP, DIRECTOR, HEAD, MANAGER, INDIVIDUAL, UNKNOWN)
 
+# The three audiences B2B copy is usually written for: who signs, who runs the function, who does the work.
+# The policy model reads the band as well as the level, so what works for VPs also informs C-level choices.
+BAND_OF = {
+    C_LEVEL: "executive",
+    VP: "executive",
+    HEAD: "director",
+    DIRECTOR: "director",
+    MANAGER: "practitioner",
+    INDIVIDUAL: "practitioner",
+}
+
 # Checked in order, the most senior first, so "Co-founder & VP Sales" is c_level and
 # "Executive Vice President" is vp rather than an individual contributor's "executive".
 _LEVEL_PATTERNS = (
@@ -49,3 +60,8 @@ def seniority_of(title: str) -> str:
         if pattern.search(text):
             return level
     return UNKNOWN
+
+
+def seniority_band(seniority: str) -> str:
+    """ "executive", "director" or "practitioner" for a level of ``seniority_of``; "unknown" otherwise."""
+    return BAND_OF.get(seniority, UNKNOWN)

@@ -1,6 +1,6 @@
 import pytest
 
-from agents.pipeline.seniority import SENIORITIES, seniority_of
+from agents.pipeline.seniority import SENIORITIES, seniority_band, seniority_of
 
 
 @pytest.mark.parametrize(
@@ -39,3 +39,19 @@ def test_acronym_inside_a_word_is_not_c_level():
     # "Director" contains "cto" and "Coordinator" contains "co"; neither is an acronym on its own.
     assert seniority_of("Director") == "director"
     assert seniority_of("Marketing Coordinator") == "individual"
+
+
+@pytest.mark.parametrize(
+    ("title", "band"),
+    [
+        ("Chief Revenue Officer", "executive"),
+        ("VP Sales", "executive"),
+        ("Head of Operations", "director"),
+        ("Director of Marketing", "director"),
+        ("Sales Manager", "practitioner"),
+        ("Data Analyst", "practitioner"),
+        ("Wizard", "unknown"),
+    ],
+)
+def test_seniority_band_groups_the_levels_into_three_audiences(title, band):
+    assert seniority_band(seniority_of(title)) == band

@@ -10,6 +10,7 @@ import pytest
 from django.core.exceptions import ValidationError
 
 from agents.models import Lead
+from agents.pipeline.seniority import seniority_band
 from outcomes.models import OutcomeLabel
 from tests.factories import LeadFactory, OrganizationFactory, OutcomeLabelFactory, TrainingRunFactory
 from training import features, policy
@@ -100,7 +101,9 @@ def _context(framework: str, seniority: str, **overrides) -> dict:
         "tone": "direct",
         "channel": "email",
         "industry": "saas",
+        "sector": "information technology",
         "seniority": seniority,
+        "seniority_band": seniority_band(seniority),
         "company_size": "51-200",
         "send_hour": "morning",
         "lost_reason": "timing",
@@ -130,9 +133,11 @@ def test_learns_the_planted_signal_and_stores_its_evaluation(settings):
     meta = version.training_metadata
     crosses = [tuple(cross) for cross in metrics["crosses"]]
     assert meta["examples"] == 4000 and meta["run_id"] == run.pk and meta["features"] == list(features.columns(crosses))
-    # The planted interaction (framework × seniority) is found by the selection; the rest is noise.
+    # The planted interaction (framework × seniority: executives vs managers, so the band carries it as well) is
+    # found by the selection; the rest is noise.
     print(f"crosses chosen {metrics['crosses']}, C {metrics['regularisation_c']}")
-    assert ("framework", "seniority") in crosses and meta["crosses"] == metrics["crosses"]
+    assert {("framework", "seniority"), ("framework", "seniority_band")} & set(crosses)
+    assert meta["crosses"] == metrics["crosses"]
     assert metrics["regularisation_c"] in policy.REGULARISATION_GRID and metrics["selection"][0]["cross"] is None
     assert meta["positives"] == OutcomeLabel.objects.filter(training_label="positive").count()
     assert meta["train_examples"] + meta["validation_examples"] == 4000
@@ -321,7 +326,9 @@ def test_label_context_reads_the_lead_as_it_was_and_the_local_send_hour():
         "tone": "friendly",
         "channel": "sms",
         "industry": "health care",
+        "sector": "health care",
         "seniority": "vp",
+        "seniority_band": "executive",
         "company_size": "201-1000",
         "send_hour": "early",  # 07:30 in Tokyo
         "lost_reason": "unknown",
