@@ -358,7 +358,11 @@ CUES = [
         r"\b\d+ ?(?:min|mins|minutes)\b|\b(?:quick|short|brief) (?:chat|call|conversation|meeting)\b|\bsee a demo\b",
         r"\b(?:your|my) (?:calendar|availability)\b|\bcount me in\b|\bsounds (?:good|great|perfect)\b|\bthat works\b",
         r"\bon the (?:books|calendar)\b|\bnext steps?\b",
-        r"\b(?:send|hit me with|shoot (?:me|over)|give me|share|suggest|propose|throw out)\b[^.?!]{0,15}\btimes\b",
+        r"\b(?:send|hit me with|shoot (?:me|over)|give me|share|suggest|propose|throw out)\b[^.?!]{0,25}\btimes\b",
+        r"\b(?:suggest|propose|pick|name) a (?:time|day|slot)\b|\b(?:i'll|i will|we'll|we will) make it work\b",
+        r"\b(?:could|can|shall|should) (?:we|you) (?:do|have|set up|get on|jump on|hop on) (?:a )?(?:quick )?"
+        r"(?:call|chat|meeting|demo)\b",
+        r"\bwalk (?:me|us)\b[^.?!]{0,40}\bthrough\b",
         negatable=True,
     ),
     *_cues(
@@ -373,7 +377,8 @@ CUES = [
         r"(?:see|chat|talk|learn|hear|connect|meet)\b",
         r"\btell me more\b|\b(?:learn|hear|know|see) more\b|\bkeep me (?:posted|in the loop|updated)\b",
         r"\b(?:could|might|may) be (?:useful|relevant|helpful|worth)\b|\bworth a (?:look|chat|conversation|call)\b",
-        r"\b(?:happy|glad|willing) to (?:take a look|look|chat|talk|hop|jump|connect|learn)\b",
+        r"\b(?:happy|glad|willing) to (?:take a look|look|chat|talk|hop|jump|connect|reconnect|learn)\b",
+        r"\b(?:got|have|caught|has) (?:my|our) attention\b|\b(?:relevant|timely) (?:for|to) (?:us|me)\b",
         r"\b(?:would|i'd|we'd) (?:love|like|be (?:happy|glad|keen)) to\b|\bgood timing\b|\bmeaning to\b",
         negatable=True,
     ),
