@@ -188,18 +188,36 @@ def consume(limits_: list[Limit], *, now: dt.datetime) -> tuple[bool, dt.datetim
     return True, None, ""
 
 
+def _mailbox_key(mailbox_id: int) -> str:
+    return f"{KEY_NAMESPACE}:mailbox:{mailbox_id}"
+
+
+def _organization_key(organization_id: int) -> str:
+    return f"{KEY_NAMESPACE}:org:{organization_id}:minute"
+
+
+def counters_forget(*, mailbox_ids=(), organization_ids=()) -> None:
+    """Start these mailboxes' and organizations' counters at zero. For rows just created: a database whose
+    transaction was rolled back (or that was recreated) hands out the same ids again, while the counters live
+    in Redis or their own file and would still hold the old rows' sends."""
+    store = storage()
+    for mailbox_id in mailbox_ids:
+        for window in ("gap", "hour", "day"):
+            store.clear(f"{_mailbox_key(mailbox_id)}:{window}")
+    for organization_id in organization_ids:
+        store.clear(_organization_key(organization_id))
+
+
 def message_limits(message: Message) -> list[Limit]:
     """The limits one send of ``message`` counts against, most contended first."""
     result: list[Limit] = []
     mailbox = message.mailbox
     if mailbox is not None:
-        key = f"{KEY_NAMESPACE}:mailbox:{mailbox.pk}"
+        key = _mailbox_key(mailbox.pk)
         if mailbox.min_gap_seconds:
             result.append((f"{key}:gap", f"1/{mailbox.min_gap_seconds} seconds"))
         result += [(f"{key}:hour", f"{mailbox.hourly_cap}/hour"), (f"{key}:day", f"{mailbox.daily_cap}/day")]
-    result.append(
-        (f"{KEY_NAMESPACE}:org:{message.organization_id}:minute", f"{message.organization.sends_per_minute}/minute")
-    )
+    result.append((_organization_key(message.organization_id), f"{message.organization.sends_per_minute}/minute"))
     if message.channel in CHANNEL_RATES:
         result.append((f"{KEY_NAMESPACE}:channel:{message.channel}:minute", CHANNEL_RATES[message.channel]))
     return result
