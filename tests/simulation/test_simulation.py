@@ -4,7 +4,8 @@ process: the demo runs the same weeks against REX's web server, worker and beat)
 import json
 
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
+from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
 
 from agents.models import Message
@@ -85,3 +86,10 @@ def test_a_quick_run_leaves_nothing_behind(working_hours, tmp_path, settings, ca
     assert "data:image/png;base64," in (tmp_path / "simulation" / "learning-curve.html").read_text()
     assert json.loads((tmp_path / "simulation" / "summary-seed-5.json").read_text())["seed"] == 5
     assert not Message.objects.exists() and not OutcomeLabel.objects.exists()
+
+
+def test_an_unmigrated_database_is_refused_with_the_fix(monkeypatch):
+    monkeypatch.setattr(MigrationExecutor, "migration_plan", lambda self, targets: [("agents.0001_initial", False)])
+
+    with pytest.raises(CommandError, match=r"1 unapplied migration\(s\): run `manage.py migrate` first"):
+        call_command("simulate", "--quick", "--weeks", "1", "--leads", "10")

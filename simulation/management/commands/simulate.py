@@ -5,6 +5,8 @@ import time
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
+from django.db import DEFAULT_DB_ALIAS, connections
+from django.db.migrations.executor import MigrationExecutor
 
 from simulation.backends import InlineBackend, ProcessBackend, Waits
 from simulation.chart import charts_write
@@ -21,6 +23,15 @@ def _seeds(value: str) -> list[int]:
     if not seeds:
         raise CommandError("--seeds needs at least one seed")
     return seeds
+
+
+def _require_migrated() -> None:
+    executor = MigrationExecutor(connections[DEFAULT_DB_ALIAS])
+    pending = executor.migration_plan(executor.loader.graph.leaf_nodes())
+    if pending:
+        raise CommandError(
+            f"The database has {len(pending)} unapplied migration(s): run `manage.py migrate` first (`make demo` does)."
+        )
 
 
 class Command(BaseCommand):
@@ -45,6 +56,7 @@ class Command(BaseCommand):
     def handle(self, *args, weeks, leads, seed, seeds, quick, ab_share, min_per_arm, **options):
         if weeks < 1 or leads < weeks:
             raise CommandError("--weeks must be at least 1 and --leads at least --weeks.")
+        _require_migrated()
         started = time.monotonic()
         summaries = []
         for world_seed in seeds or [seed]:
