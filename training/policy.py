@@ -43,12 +43,13 @@ VALIDATION_PERCENTAGE = 20
 MIN_CLASS_EXAMPLES = 5  # of each class in the training split: fewer teaches the model nothing
 MIN_CATEGORY_COUNT = 3  # rarer categories (an industry seen twice) share one "infrequent" column
 REGULARISATION_C = 1.0  # while crosses are selected; the final C is chosen from REGULARISATION_GRID
-REGULARISATION_GRID = (0.3, 1.0, 3.0)
+REGULARISATION_GRID = (0.1, 0.3, 1.0, 3.0)
 SELECTION_FOLDS = 5
 # A cross is kept only if it lowers the cross-validated log loss by at least this much per example: a cross of
 # pure noise lowers the training loss a little by chance, the held-out folds much less, often not at all.
 MIN_LOG_LOSS_GAIN = 0.0002
 MAX_CROSSES = 6
+SELECTION_Z = 1.0
 CALIBRATION_BINS = 10
 EXPLORATION_RATE = 0.05
 LOADED_MODELS_KEPT = 8
@@ -216,11 +217,30 @@ def _folds(groups: np.ndarray) -> np.ndarray:
     return np.asarray([bucket(f"policy-fold:{group}") % SELECTION_FOLDS for group in groups])
 
 
-def _cv_log_loss(design, labels, weights, folds, crosses, regularisation: float) -> float:
-    """The weighted log loss of held-out predictions over the folds (each fold predicted by the other four)."""
+@dataclass(frozen=True)
+class _CVLoss:
+    """Held-out log loss of every row (each fold predicted by the other four), weighted."""
+
+    losses: np.ndarray  # weight × log loss per row; 0 for rows of a fold that could not be fitted
+    weights: np.ndarray
+
+    @property
+    def mean(self) -> float:
+        total = float(self.weights.sum())
+        return float(self.losses.sum()) / total if total else math.inf
+
+    def gain_over(self, other: "_CVLoss") -> tuple[float, float]:
+        """(mean loss saved against ``other``, its standard error): the rows are paired, the same in both."""
+        saved = other.losses - self.losses
+        scale = float(self.weights.mean()) or 1.0
+        return float(saved.mean()) / scale, float(saved.std(ddof=1)) / math.sqrt(len(saved)) / scale
+
+
+def _cv_log_loss(design, labels, weights, folds, crosses, regularisation: float) -> _CVLoss:
     from sklearn.linear_model import LogisticRegression
 
-    matrix, total, loss = design.matrix(crosses), 0.0, 0.0
+    matrix = design.matrix(crosses)
+    losses, used = np.zeros(len(labels)), np.zeros(len(labels))
     for fold in range(SELECTION_FOLDS):
         test = folds == fold
         train = ~test
@@ -229,35 +249,40 @@ def _cv_log_loss(design, labels, weights, folds, crosses, regularisation: float)
         model = LogisticRegression(C=regularisation, max_iter=2000)
         model.fit(matrix[train], labels[train], sample_weight=weights[train])
         predicted = np.clip(model.predict_proba(matrix[test])[:, 1], 1e-6, 1 - 1e-6)
-        y, w = labels[test], weights[test]
-        loss -= float(np.sum(w * (y * np.log(predicted) + (1 - y) * np.log(1 - predicted))))
-        total += float(w.sum())
-    return loss / total if total else math.inf
+        y = labels[test]
+        losses[test] = -weights[test] * (y * np.log(predicted) + (1 - y) * np.log(1 - predicted))
+        used[test] = weights[test]
+    return _CVLoss(losses, used)
 
 
 def model_select(contexts: list[dict], labels: np.ndarray, weights: np.ndarray, groups: np.ndarray) -> ModelChoice:
     """Forward selection of crosses by cross-validated log loss, then the regularisation for the chosen ones.
 
     Greedy: each round tries every remaining candidate cross and keeps the one that lowers the held-out log loss
-    most, stopping when none lowers it by ``MIN_LOG_LOSS_GAIN`` (or at ``MAX_CROSSES``).
+    most, but only when the saving is clear of chance: at least ``SELECTION_Z`` standard errors of the per-row
+    savings (the rows are paired, so the test is sharp) and ``MIN_LOG_LOSS_GAIN``. With two dozen candidates,
+    some cross of pure noise always lowers the held-out loss a little; a policy that follows it sends the wrong
+    framework to a whole segment.
     """
     design, folds = _Design(contexts), _folds(groups)
     score = lambda crosses, c=REGULARISATION_C: _cv_log_loss(design, labels, weights, folds, crosses, c)  # noqa: E731
     chosen: tuple = ()
     best = score(chosen)
-    if not math.isfinite(best):  # no fold had both classes to learn from: nothing to choose between
-        return ModelChoice((), REGULARISATION_C, best, ())
-    steps = [{"cross": None, "cv_log_loss": round(best, 5)}]
+    if not math.isfinite(best.mean) or not best.weights.any():  # no fold had both classes: nothing to choose
+        return ModelChoice((), REGULARISATION_C, math.inf, ())
+    steps = [{"cross": None, "cv_log_loss": round(best.mean, 5)}]
     while len(chosen) < MAX_CROSSES:
         tried = {cross: score((*chosen, cross)) for cross in features.CANDIDATE_CROSSES if cross not in chosen}
         if not tried:
             break
-        cross = min(tried, key=tried.get)
-        if best - tried[cross] < MIN_LOG_LOSS_GAIN:
+        cross = min(tried, key=lambda candidate: tried[candidate].mean)
+        gain, error = tried[cross].gain_over(best)
+        if gain < max(MIN_LOG_LOSS_GAIN, SELECTION_Z * error):
             break
         chosen, best = (*chosen, cross), tried[cross]
-        steps.append({"cross": features.cross_name(cross), "cv_log_loss": round(best, 5)})
-    by_c = {c: (best if c == REGULARISATION_C else score(chosen, c)) for c in REGULARISATION_GRID}
+        steps.append({"cross": features.cross_name(cross), "cv_log_loss": round(best.mean, 5),
+                      "gain": round(gain, 5), "standard_error": round(error, 5)})  # fmt: skip
+    by_c = {c: (best.mean if c == REGULARISATION_C else score(chosen, c).mean) for c in REGULARISATION_GRID}
     regularisation = min(by_c, key=by_c.get)
     return ModelChoice(chosen, regularisation, by_c[regularisation], tuple(steps))
 
