@@ -9,7 +9,9 @@ boosted-tree model would find interactions itself but needs more data and calibr
 Which crosses, and how much regularisation, is chosen per training from the organization's own data
 (``model_select``): every strategy × context cross that could matter is a candidate, but on a few thousand
 labels the ones that do not matter only add noise (each is dozens of columns), so crosses are added one at a
-time, keeping each only while it lowers the cross-validated log loss. The choice is stored with the model.
+time, keeping each only while it lowers the cross-validated log loss by more than chance would (one standard
+error of the paired per-row savings). The choice is stored with the model. Industry and seniority also come
+as their sector and band (``features``), so a preference shared by a sector is learned from a few hundred labels.
 
 Evaluation is on a held-out split chosen by lead (a hash), so one lead's messages never sit on both sides.
 The artifact is our own joblib file under VAR_DIR/models; it is only ever loaded from there.
