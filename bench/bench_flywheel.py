@@ -16,7 +16,7 @@ from simulation.efficacy import efficacy_load
 from simulation.summary import OF_ORACLE_TARGET, OVER_RANDOM_TARGET
 
 SEEDS = "1,2,3,4,5"
-# More than the 5-minute demo default (2,000). At 5,000 the world's complaints pause most sending domains by
+# More than the 5-minute demo default (1,800). At 5,000 the world's complaints pause most sending domains by
 # week 4 (the 0.1% complaint rule) and the sends stall: more leads need more sending domains.
 LEADS = "2500"
 

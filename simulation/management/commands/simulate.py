@@ -43,7 +43,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--weeks", type=int, default=5, help="Simulated weeks (one mission each).")
-        parser.add_argument("--leads", type=int, default=2000, help="Dead leads in the world (split over the weeks).")
+        parser.add_argument("--leads", type=int, default=1800, help="Dead leads in the world (split over the weeks).")
         parser.add_argument("--seed", type=int, default=1, help="World seed: a seed is a world.")
         parser.add_argument("--seeds", type=_seeds, help="Several world seeds, one run each (e.g. 1,2,3,4,5).")
         parser.add_argument(
