@@ -65,20 +65,20 @@ def _organization(world: World, tag: str) -> tuple[Organization, str, str]:
 def _domains(world: World, organization: Organization) -> tuple[SendingDomain, ...]:
     """The world's sending domains and mailboxes, their send counters at zero (``counters_forget``: a quick run
     rolled back before this one leaves its counters under the ids these rows get again)."""
-    created = []
+    created, mailbox_ids = [], []
     for world_domain in world.domains:
         domain = SendingDomain.objects.create(
             organization=organization, domain=world_domain.domain, daily_cap=MAILBOX_DAILY_CAP * 3, warmup_stage=30
         )
         for local_part in world_domain.mailboxes:
-            Mailbox.objects.create(
+            mailbox = Mailbox.objects.create(
                 sending_domain=domain, local_part=local_part, display_name=local_part.capitalize(),
                 daily_cap=MAILBOX_DAILY_CAP, target_daily_cap=MAILBOX_DAILY_CAP, hourly_cap=MAILBOX_HOURLY_CAP,
                 min_gap_seconds=0,
             )  # fmt: skip
+            mailbox_ids.append(mailbox.pk)
         created.append(domain)
-    mailboxes = Mailbox.objects.filter(sending_domain__in=created).values_list("pk", flat=True)
-    counters_forget(mailbox_ids=list(mailboxes), organization_ids=[organization.pk])
+    counters_forget(mailbox_ids=mailbox_ids, organization_ids=[organization.pk])
     return tuple(created)
 
 

@@ -270,7 +270,7 @@ def model_select(contexts: list[dict], labels: np.ndarray, weights: np.ndarray, 
     score = lambda crosses, c=REGULARISATION_C: _cv_log_loss(design, labels, weights, folds, crosses, c)  # noqa: E731
     chosen: tuple = ()
     best = score(chosen)
-    if not math.isfinite(best.mean) or not best.weights.any():  # no fold had both classes: nothing to choose
+    if not math.isfinite(best.mean):  # no fold had both classes to learn from: nothing to choose between
         return ModelChoice((), REGULARISATION_C, math.inf, ())
     steps = [{"cross": None, "cv_log_loss": round(best.mean, 5)}]
     while len(chosen) < MAX_CROSSES:
@@ -588,11 +588,3 @@ def policy_best_lift(*, lead: Lead, candidates: list[dict]) -> PolicyLift | None
     if base_rate <= 0.0:
         return None
     return PolicyLift(model.version, model.best_strategy(lead, candidates)[1], base_rate)
-
-
-def policy_best_probability(*, lead: Lead, candidates: list[dict]) -> float | None:
-    """The best candidate's probability under the lead's deployed policy, or None without one."""
-    model = _deployed_model(lead)
-    if model is None:
-        return None
-    return model.best_strategy(lead, candidates)[1]
