@@ -21,7 +21,8 @@ from agents.send_windows import lead_zone, next_window_start
 # Bump when the columns change: an artifact trained on other columns refuses to load.
 # 2: the crossed columns are chosen per model from the data (``CANDIDATE_CROSSES``) and stored in the artifact.
 # 3: the industry's sector and the seniority's band, coarser levels a preference is learned on from less data.
-FEATURES_VERSION = 3
+# 4: the artifact holds a two-stage model (``training.policy.TwoStageModel``).
+FEATURES_VERSION = 4
 UNKNOWN = "unknown"
 # What REX chooses, and what it knows about the lead and the send when it chooses.
 STRATEGY = ("framework", "tone", "channel")

@@ -1,17 +1,21 @@
 """The local policy model: the chance that a message gets a positive outcome, from lead context × strategy.
 
-Trained on outcome labels (label = ``training_label`` is positive) with scikit-learn: one-hot lead and strategy
-columns plus crossed columns (framework × seniority, tone × industry, …) into a logistic regression. The
-crosses carry the interactions a strategy choice needs (PAS may work for executives and not for engineers)
-while the model stays small, fast and well calibrated on the few thousand rows an organization has; a
-boosted-tree model would find interactions itself but needs more data and calibrates worse.
+Two stages (``TwoStageModel``), both logistic regressions with scikit-learn on one-hot lead and strategy
+columns plus crossed columns (framework × sector, tone × seniority band, …): the chance that a person responds
+at all, learned from every sent message, times the chance that a response is positive (label =
+``training_label`` is positive), learned from the responses and weighted by the training weights. Positive
+outcomes are a few in a hundred sends; responses are about twice as many and move with the strategy the same
+way, so splitting the chance in two learns a strategy's effect from twice the events. The crosses carry the
+interactions a strategy choice needs (PAS may work for executives and not for engineers) while the model stays
+small, fast and well calibrated on the few thousand rows an organization has; a boosted-tree model would find
+interactions itself but needs more data and calibrates worse.
 
-Which crosses, and how much regularisation, is chosen per training from the organization's own data
-(``model_select``): every strategy × context cross that could matter is a candidate, but on a few thousand
-labels the ones that do not matter only add noise (each is dozens of columns), so crosses are added one at a
-time, keeping each only while it lowers the cross-validated log loss by more than chance would (one standard
-error of the paired per-row savings). The choice is stored with the model. Industry and seniority also come
-as their sector and band (``features``), so a preference shared by a sector is learned from a few hundred labels.
+Every strategy column crossed with the coarse levels of industry and seniority (sector, band) is always in the
+model (``BASE_CROSSES``): without them it could not choose a different strategy for any segment. Finer crosses
+(the industry itself, company size, send hour, …) are chosen per training from the organization's own data
+(``model_select``): on a few thousand labels the ones that do not matter only add noise (each is dozens of
+columns), so they are added one at a time, keeping each only while it lowers the cross-validated log loss by
+more than chance would (one standard error of the paired per-row savings). The choice is stored with the model.
 
 Evaluation is on a held-out split chosen by lead (a hash), so one lead's messages never sit on both sides.
 The artifact is our own joblib file under VAR_DIR/models; it is only ever loaded from there.
@@ -50,10 +54,16 @@ SELECTION_FOLDS = 5
 # A cross is kept only if it lowers the cross-validated log loss by at least this much per example: a cross of
 # pure noise lowers the training loss a little by chance, the held-out folds much less, often not at all.
 MIN_LOG_LOSS_GAIN = 0.0002
-MAX_CROSSES = 6
+# Always in the model: each strategy column crossed with the coarse levels of industry and seniority. They are
+# few columns (four frameworks × a dozen sectors), and without them a linear model cannot choose a different
+# strategy for any segment at all; regularisation keeps them small until the data says otherwise.
+BASE_CROSSES = tuple((strategy, level) for strategy in ("framework", "tone") for level in ("sector", "seniority_band"))
+MAX_ADDED_CROSSES = 4
 SELECTION_Z = 1.0
 CALIBRATION_BINS = 10
-EXPLORATION_RATE = 0.05
+# Exploration shrinks as the model learns from more labels: EXPLORATION_SCALE / √examples, within these bounds
+# (0.2 at 2,500 labels, 0.1 at 10,000, the minimum from 40,000).
+EXPLORATION_MIN, EXPLORATION_MAX, EXPLORATION_SCALE = 0.05, 0.25, 10.0
 LOADED_MODELS_KEPT = 8
 LABEL_FIELDS = (
     "id",
@@ -69,6 +79,7 @@ LABEL_FIELDS = (
     "icp_score",
     "training_label",
     "training_weight",
+    "replied",
 )
 
 
@@ -87,6 +98,10 @@ class Dataset:
     validation: np.ndarray  # True = held out for evaluation
     split: str = "lead"  # how the held-out rows were chosen: by lead, or by row when too few leads
     groups: np.ndarray | None = None  # the lead of each row: cross-validation folds keep a lead on one side
+    responded: np.ndarray | None = None  # 1 = a person answered (replied, or a positive outcome without a reply)
+
+    def responses(self) -> np.ndarray:
+        return self.labels if self.responded is None else np.maximum(self.responded, self.labels)
 
 
 def balanced_weights(labels: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -113,17 +128,19 @@ def dataset_load(*, organization_id: int | None = None) -> Dataset:
     )
     if organization_id is not None:
         queryset = queryset.filter(organization_id=organization_id)
-    contexts, labels, weights, lead_ids, row_ids = [], [], [], [], []
+    contexts, labels, weights, lead_ids, row_ids, responded = [], [], [], [], [], []
     for row in queryset.order_by("id").values(*LABEL_FIELDS).iterator(chunk_size=2000):
         contexts.append(features.label_context(row))
         labels.append(row["training_label"] == OutcomeLabel.Label.POSITIVE)
         weights.append(max(0.0, row["training_weight"]))
         lead_ids.append(row["lead_id"])
         row_ids.append(row["id"])
+        responded.append(row["replied"])
     labels = np.asarray(labels, dtype=int)
     validation, split = held_out(labels, lead_ids=lead_ids, row_ids=row_ids)
     weights = balanced_weights(labels, np.asarray(weights))
-    return Dataset(contexts, labels, weights, validation, split, np.asarray(lead_ids, dtype=np.int64))
+    groups = np.asarray(lead_ids, dtype=np.int64)
+    return Dataset(contexts, labels, weights, validation, split, groups, np.asarray(responded, dtype=int))
 
 
 def _in_validation(key: str) -> bool:
@@ -174,7 +191,9 @@ def pipeline_build(*, crosses=(), regularisation: float = REGULARISATION_C):
     categorical, numeric = list(range(width)), list(range(width, len(features.columns(crosses))))
     encoder = OneHotEncoder(handle_unknown="infrequent_if_exist", min_frequency=MIN_CATEGORY_COUNT)
     columns = ColumnTransformer([("categories", encoder, categorical), ("numbers", StandardScaler(), numeric)])
-    return Pipeline([("columns", columns), ("model", LogisticRegression(C=regularisation, max_iter=2000))])
+    return Pipeline(
+        [("columns", columns), ("model", LogisticRegression(C=regularisation, solver="newton-cholesky", max_iter=200))]
+    )
 
 
 # --- Model selection -----------------------------------------------------------------------------------------
@@ -248,7 +267,7 @@ def _cv_log_loss(design, labels, weights, folds, crosses, regularisation: float)
         train = ~test
         if not test.any() or len(np.unique(labels[train])) < 2:
             continue
-        model = LogisticRegression(C=regularisation, max_iter=2000)
+        model = LogisticRegression(C=regularisation, solver="newton-cholesky", max_iter=200)
         model.fit(matrix[train], labels[train], sample_weight=weights[train])
         predicted = np.clip(model.predict_proba(matrix[test])[:, 1], 1e-6, 1 - 1e-6)
         y = labels[test]
@@ -258,7 +277,8 @@ def _cv_log_loss(design, labels, weights, folds, crosses, regularisation: float)
 
 
 def model_select(contexts: list[dict], labels: np.ndarray, weights: np.ndarray, groups: np.ndarray) -> ModelChoice:
-    """Forward selection of crosses by cross-validated log loss, then the regularisation for the chosen ones.
+    """``BASE_CROSSES``, then forward selection of more crosses by cross-validated log loss, then the
+    regularisation for the chosen ones.
 
     Greedy: each round tries every remaining candidate cross and keeps the one that lowers the held-out log loss
     most, but only when the saving is clear of chance: at least ``SELECTION_Z`` standard errors of the per-row
@@ -268,12 +288,12 @@ def model_select(contexts: list[dict], labels: np.ndarray, weights: np.ndarray, 
     """
     design, folds = _Design(contexts), _folds(groups)
     score = lambda crosses, c=REGULARISATION_C: _cv_log_loss(design, labels, weights, folds, crosses, c)  # noqa: E731
-    chosen: tuple = ()
+    chosen: tuple = BASE_CROSSES
     best = score(chosen)
     if not math.isfinite(best.mean):  # no fold had both classes to learn from: nothing to choose between
-        return ModelChoice((), REGULARISATION_C, math.inf, ())
+        return ModelChoice(chosen, REGULARISATION_C, math.inf, ())
     steps = [{"cross": None, "cv_log_loss": round(best.mean, 5)}]
-    while len(chosen) < MAX_CROSSES:
+    while len(chosen) < len(BASE_CROSSES) + MAX_ADDED_CROSSES:
         tried = {cross: score((*chosen, cross)) for cross in features.CANDIDATE_CROSSES if cross not in chosen}
         if not tried:
             break
@@ -284,9 +304,14 @@ def model_select(contexts: list[dict], labels: np.ndarray, weights: np.ndarray, 
         chosen, best = (*chosen, cross), tried[cross]
         steps.append({"cross": features.cross_name(cross), "cv_log_loss": round(best.mean, 5),
                       "gain": round(gain, 5), "standard_error": round(error, 5)})  # fmt: skip
-    by_c = {c: (best.mean if c == REGULARISATION_C else score(chosen, c).mean) for c in REGULARISATION_GRID}
+    return ModelChoice(chosen, *_regularisation_select(score, chosen, best), tuple(steps))
+
+
+def _regularisation_select(score, crosses, at_default: "_CVLoss") -> tuple[float, float]:
+    """(C, its cross-validated log loss): the best of REGULARISATION_GRID for these crosses."""
+    by_c = {c: (at_default.mean if c == REGULARISATION_C else score(crosses, c).mean) for c in REGULARISATION_GRID}
     regularisation = min(by_c, key=by_c.get)
-    return ModelChoice(chosen, regularisation, by_c[regularisation], tuple(steps))
+    return regularisation, by_c[regularisation]
 
 
 def calibration_bins(labels: np.ndarray, predicted: np.ndarray, *, bins: int = CALIBRATION_BINS) -> list[dict]:
@@ -390,7 +415,7 @@ def policy_train(*, run: TrainingRun, organization_id: int | None = None, min_ex
             _event(run, "not_enough_data", examples=len(data.labels))
             _finish(run, TrainingRun.Status.NOT_ENOUGH_DATA, error=problem, train_examples=0, validation_examples=0)
             return None
-        pipeline, choice, metrics = _fit_and_evaluate(data)
+        model, choice, metrics = _fit_and_evaluate(data)
         train_count = int((~data.validation).sum())
         metadata = {
             "run_id": run.pk,
@@ -403,12 +428,12 @@ def policy_train(*, run: TrainingRun, organization_id: int | None = None, min_ex
             "features_version": features.FEATURES_VERSION,
             "crosses": [list(cross) for cross in choice.crosses],
             "regularisation_c": choice.regularisation,
-            "model": "one-hot + crosses chosen by cross-validation → logistic regression",
+            "model": "two stages (respond × positive given a response), each one-hot + crosses → logistic regression",
         }
         version = model_version_create(
             kind=ModelVersion.Kind.POLICY, backend=ModelVersion.Backend.LOCAL, training_metadata=metadata
         )
-        version.artifact_path = artifact_save(pipeline, version, crosses=choice.crosses)
+        version.artifact_path = artifact_save(model, version, crosses=choice.crosses)
         version.metrics = metrics
         version.status = ModelVersion.Status.READY
         version.save(update_fields=["artifact_path", "metrics", "status"])
@@ -432,18 +457,21 @@ def policy_train(*, run: TrainingRun, organization_id: int | None = None, min_ex
 def _fit_and_evaluate(data: Dataset):
     """Select crosses and C on the training split, evaluate on the held-out leads, then refit on every label.
 
-    The held-out figures judge the choice (crosses, C) on leads the selection never saw; the deployed model is
-    the same choice refit on all labels, since a fifth more data is worth more to the policy than a model that
-    is exactly the one measured.
+    The crosses are chosen on the response stage (``TwoStageModel``), which has the most events to choose from.
+    The held-out figures judge the choice on leads the selection never saw; the deployed model is the same choice
+    refit on all labels, since a fifth more data is worth more to the policy than a model that is exactly the one
+    measured.
     """
     train, held_out = ~data.validation, data.validation
     groups = data.groups if data.groups is not None else np.arange(len(data.labels))
     contexts = np.asarray(data.contexts, dtype=object)
-    choice = model_select(list(contexts[train]), data.labels[train], data.weights[train], groups[train])
+    responses = data.responses()
+    choice = model_select(list(contexts[train]), responses[train], np.ones(int(train.sum())), groups[train])
+    answered = train & (responses == 1)
+    interest_c = _interest_regularisation(data, answered, groups, choice.crosses)
     matrix = features.feature_matrix(data.contexts, choice.crosses)
-    pipeline = pipeline_build(crosses=choice.crosses, regularisation=choice.regularisation)
-    pipeline.fit(matrix[train], data.labels[train], model__sample_weight=data.weights[train])
-    predicted = _positive_probability(pipeline, matrix[held_out]) if held_out.any() else np.empty(0)
+    model = _two_stage_fit(matrix, data, train, choice, interest_c)
+    predicted = _positive_probability(model, matrix[held_out]) if held_out.any() else np.empty(0)
     metrics = evaluate(data.labels[held_out], predicted)
     metrics["train_base_rate"] = round(float(data.labels[train].mean()), 4)
     metrics["split"] = data.split
@@ -451,10 +479,76 @@ def _fit_and_evaluate(data: Dataset):
     metrics["regularisation_c"] = choice.regularisation
     metrics["cv_log_loss"] = round(choice.cv_log_loss, 5) if math.isfinite(choice.cv_log_loss) else None
     metrics["selection"] = list(choice.steps)
+    metrics["stages"] = {
+        "respond": {"examples": int(train.sum()), "rate": round(float(responses[train].mean()), 4),
+                    "regularisation_c": choice.regularisation},
+        "interest": {"examples": int(answered.sum()), "rate": round(float(data.labels[answered].mean()), 4),
+                     "regularisation_c": interest_c},
+    }  # fmt: skip
     if held_out.any():
-        pipeline = pipeline_build(crosses=choice.crosses, regularisation=choice.regularisation)
-        pipeline.fit(matrix, data.labels, model__sample_weight=data.weights)
-    return pipeline, choice, metrics
+        model = _two_stage_fit(matrix, data, np.ones(len(data.labels), dtype=bool), choice, interest_c)
+    return model, choice, metrics
+
+
+def _interest_regularisation(data: Dataset, answered: np.ndarray, groups: np.ndarray, crosses) -> float:
+    """C of the interest stage, by cross-validation on the responses (REGULARISATION_C when they cannot tell)."""
+    labels = data.labels[answered]
+    if min(int(labels.sum()), int(len(labels) - labels.sum())) < MIN_CLASS_EXAMPLES:
+        return REGULARISATION_C
+    contexts = [context for context, used in zip(data.contexts, answered, strict=True) if used]
+    design, folds = _Design(contexts), _folds(groups[answered])
+    weights = balanced_weights(labels, data.weights[answered])
+    by_c = {c: _cv_log_loss(design, labels, weights, folds, crosses, c).mean for c in REGULARISATION_GRID}
+    finite = {c: loss for c, loss in by_c.items() if math.isfinite(loss)}
+    return min(finite, key=finite.get) if finite else REGULARISATION_C
+
+
+def _two_stage_fit(matrix, data: Dataset, rows: np.ndarray, choice: ModelChoice, interest_c: float):
+    responses = data.responses()
+    respond = pipeline_build(crosses=choice.crosses, regularisation=choice.regularisation)
+    respond.fit(matrix[rows], responses[rows])
+    answered = rows & (responses == 1)
+    labels = data.labels[answered]
+    if 0 < labels.sum() < len(labels):
+        interest = pipeline_build(crosses=choice.crosses, regularisation=interest_c)
+        interest.fit(matrix[answered], labels, model__sample_weight=balanced_weights(labels, data.weights[answered]))
+    else:  # every response positive (or none): the stage is that rate
+        interest = ConstantRate(float(labels.mean()) if len(labels) else 0.0)
+    return TwoStageModel(respond, interest)
+
+
+class ConstantRate:
+    """A stage whose data has one class only: that rate for every row."""
+
+    classes_ = np.array([0, 1])
+
+    def __init__(self, rate: float):
+        self.rate = rate
+
+    def predict_proba(self, matrix) -> np.ndarray:
+        rate = np.full(len(matrix), self.rate)
+        return np.column_stack([1 - rate, rate])
+
+
+class TwoStageModel:
+    """P(positive) = P(a person responds) × P(the response is positive | they responded).
+
+    Positive outcomes are rare (a few sends in a hundred), so a model of them alone learns a strategy's effect
+    from very few events. Responses of any kind are about twice as common and move with the fit of the strategy
+    the same way, so the first stage learns from all of them; the second learns, from the responses, which turn
+    warm (the training weights rank them: a deal teaches more than an interested reply). Each stage is a
+    pipeline of ``pipeline_build``; ``predict_proba`` has scikit-learn's shape.
+    """
+
+    classes_ = np.array([0, 1])
+
+    def __init__(self, respond, interest):
+        self.respond = respond
+        self.interest = interest
+
+    def predict_proba(self, matrix) -> np.ndarray:
+        positive = _positive_probability(self.respond, matrix) * _positive_probability(self.interest, matrix)
+        return np.column_stack([1 - positive, positive])
 
 
 def _positive_probability(pipeline, matrix: np.ndarray) -> np.ndarray:
@@ -547,19 +641,29 @@ class PolicyChoice:
     explored: bool  # True: a random candidate instead of the best one
 
 
+def exploration_rate(version: ModelVersion) -> float:
+    """How often the version tries a random candidate: often while it has learned from few labels (its choices
+    are still guesses, and the labels its exploration brings are the ones that teach the next version most),
+    rarely once it has seen tens of thousands."""
+    examples = int((version.training_metadata or {}).get("examples") or 0)
+    if examples <= 0:
+        return EXPLORATION_MAX
+    return min(EXPLORATION_MAX, max(EXPLORATION_MIN, EXPLORATION_SCALE / math.sqrt(examples)))
+
+
 def policy_choose(
     *, lead: Lead, candidates: list[dict], rng: random.Random, campaign: Campaign | None = None
 ) -> PolicyChoice | None:
     """The deployed policy's strategy for the lead, or None when the lead's arm has no usable policy.
 
-    With probability EXPLORATION_RATE a uniformly random candidate is used instead of the best, so strategies
-    the model rates low still get the occasional message and can prove it wrong.
+    With probability ``exploration_rate`` a uniformly random candidate is used instead of the best, so
+    strategies the model rates low still get messages and can prove it wrong.
     """
     model = _deployed_model(lead)
     if model is None:
         return None
     strategy, probability, scores = model.best_strategy(lead, candidates, campaign=campaign)
-    explored = rng.random() < EXPLORATION_RATE
+    explored = rng.random() < exploration_rate(model.version)
     if explored:
         index = rng.randrange(len(candidates))
         strategy, probability = candidates[index], float(scores[index])

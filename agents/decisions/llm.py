@@ -2,7 +2,8 @@
 
 Every prompt is redacted first (outcomes.redaction), so no email, phone, URL or known name reaches the model
 or the cache; answers are cached by the hash of the redacted prompt and model. Without a key, or when the call
-fails, the reasoner still answers: a deterministic choice from the same hash, flagged as a fallback.
+fails, the reasoner still answers, flagged as a fallback: the question's own default when it names one (the
+choice an operator expects without a model), else a deterministic choice from the same hash.
 """
 
 import functools
@@ -49,6 +50,7 @@ class LLMQuestion:
     options: list[str]
     context: dict = field(default_factory=dict)
     known_pii: dict = field(default_factory=dict)  # e.g. {"first_name": "Maya", "company": "Brightlane"}
+    default: str | None = None  # the option to take when no model answers; None: chosen by the prompt's hash
 
 
 @dataclass
@@ -159,8 +161,12 @@ class LLMReasoner:
 
     @staticmethod
     def _fallback(question, prompt, why: str, *, tokens: int = 0) -> LLMAnswer:
-        # Stable across processes and runs (unlike hash()): the same question always falls back the same way.
-        choice = question.options[int(prompt.digest, 16) % len(question.options)]
+        if question.default in question.options:
+            choice, how = question.default, "the question's default"
+        else:
+            # Stable across processes and runs (unlike hash()): the same question always falls back the same way.
+            choice = question.options[int(prompt.digest, 16) % len(question.options)]
+            how = "deterministic fallback choice"
         logger.warning("LLM fallback (%s): chose %r", why, choice)
-        reason = f"{why}; deterministic fallback choice"
+        reason = f"{why}; {how}"
         return LLMAnswer(choice=choice, reason=reason, cache_hit=False, tokens=tokens, fallback=True)

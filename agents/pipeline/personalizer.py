@@ -405,6 +405,7 @@ def _question(lead: Lead, facts: dict) -> LLMQuestion:
             f"Should we write to this lead now with the {facts['framework']}/{facts['tone']} strategy, or skip them?"
         ),
         options=["proceed", "skip"],
+        default="proceed",
         context={**facts, "title": lead.title, "lost_reason": lead.lost_reason},
         known_pii={"first_name": lead.first_name, "last_name": lead.last_name, "company": lead.company},
     )

@@ -193,6 +193,9 @@ class ReviverAgent(Agent):
             options=options,
             context=context,
             known_pii=known_pii,
+            # The rules let this lead through without deciding; without a model, one email (the least intrusive
+            # channel) is what the operator who launched the mission expects, not a coin flip that drops a third.
+            default="email",
         )
 
     def process(self, lead: Lead) -> StepResult:

@@ -1,6 +1,7 @@
 """The LLM reasoner against a real local HTTP server speaking the OpenAI chat-completions format."""
 
 import json
+from dataclasses import replace
 
 import pytest
 from werkzeug import Response
@@ -149,6 +150,14 @@ def test_without_a_key_the_fallback_is_deterministic(settings, lead):
     assert first.fallback and second.fallback
     assert first.choice == second.choice and first.choice in OPTIONS
     assert first.reason.startswith("no model configured")
+
+
+def test_without_a_key_a_question_with_a_default_takes_it(settings, lead):
+    settings.OPENAI_API_KEY = ""
+    answers = {option: LLMReasoner().choose(replace(question_for(lead), default=option)) for option in OPTIONS}
+
+    assert {option: answer.choice for option, answer in answers.items()} == {option: option for option in OPTIONS}
+    assert all(answer.fallback and answer.reason.endswith("the question's default") for answer in answers.values())
 
 
 def test_the_client_is_built_once_per_settings(settings):

@@ -71,7 +71,7 @@ def _candidates(channel="email"):
 
 
 def test_the_deployed_policy_picks_the_strategy_and_its_version_reaches_the_outcome(mission, deployed, monkeypatch):
-    monkeypatch.setattr(policy, "EXPLORATION_RATE", 0.0)
+    monkeypatch.setattr(policy, "exploration_rate", lambda version: 0.0)
     leads = [_lead(mission) for _ in range(4)]
     agent = PersonalizerAgent(mission=mission)
 
@@ -95,7 +95,7 @@ def test_the_deployed_policy_picks_the_strategy_and_its_version_reaches_the_outc
 
 
 def test_exploration_is_recorded_and_reproducible(mission, deployed, monkeypatch):
-    monkeypatch.setattr(policy, "EXPLORATION_RATE", 1.0)
+    monkeypatch.setattr(policy, "exploration_rate", lambda version: 1.0)
     lead = _lead(mission, title="Sales Manager")
     model = PolicyModel.load(deployed)
 

@@ -334,3 +334,38 @@ def test_label_context_reads_the_lead_as_it_was_and_the_local_send_hour():
         "lost_reason": "unknown",
         "icp_score": 0.7,
     }
+
+
+@pytest.mark.parametrize(
+    ("examples", "rate"), [(None, policy.EXPLORATION_MAX), (100, 0.25), (2500, 0.2), (10_000, 0.1), (10**6, 0.05)]
+)
+def test_exploration_shrinks_as_the_model_learns_from_more_labels(examples, rate):
+    version = ModelVersion(training_metadata={"examples": examples} if examples else {})
+
+    assert policy.exploration_rate(version) == pytest.approx(rate)
+
+
+def test_responses_teach_the_first_stage_and_their_warmth_the_second():
+    """A strategy that gets more replies, though no warmer ones, wins on the respond stage alone."""
+    organization = OrganizationFactory()
+    labels = planted_outcomes(organization, n=3000, seed=11)
+    rng = random.Random(3)
+    for label in labels:  # FAB draws replies 30% of the time, half of them objections (negative)
+        if label.framework == "FAB" and label.training_label != OutcomeLabel.Label.POSITIVE and rng.random() < 0.3:
+            label.replied, label.training_label, label.training_weight = True, OutcomeLabel.Label.NEGATIVE, 2.0
+    OutcomeLabel.objects.bulk_update(labels, ["replied", "training_label", "training_weight"])
+    run = TrainingRunFactory(kind=ModelVersion.Kind.POLICY, backend=ModelVersion.Backend.LOCAL)
+
+    version = policy_train(run=run, organization_id=organization.pk)
+
+    stages = version.metrics["stages"]
+    print(f"stages {stages}")
+    assert stages["respond"]["rate"] > version.metrics["train_base_rate"] and stages["interest"]["rate"] < 0.8
+    model = PolicyModel.load(version)
+    fab, aida = model.predict([_context("FAB", "manager"), _context("AIDA", "manager")])
+    respond, interest = model.pipeline.respond, model.pipeline.interest
+    matrix = features.feature_matrix([_context("FAB", "manager"), _context("AIDA", "manager")], model.crosses)
+    assert respond.predict_proba(matrix)[0, 1] > 2 * respond.predict_proba(matrix)[1, 1]  # FAB gets answers
+    assert interest.predict_proba(matrix)[0, 1] < interest.predict_proba(matrix)[1, 1]  # that are seldom warm
+    assert fab == pytest.approx(respond.predict_proba(matrix)[0, 1] * interest.predict_proba(matrix)[0, 1])
+    assert aida > 0
