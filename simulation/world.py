@@ -118,6 +118,25 @@ DOMAINS = (
     ("news.{slug}.example", 0.62),
 )
 MAILBOXES = ("alex", "sam", "jordan")
+# A sender grows its domains with its volume: one set of DOMAINS per this many leads. With a fixed set, a bigger
+# run puts more mail through each domain, and one complaint more than chance pauses it under the 0.1% rule.
+LEADS_PER_DOMAIN_SET = 2500
+
+
+def domain_set(slug_: str, leads: int) -> tuple["WorldDomain", ...]:
+    """The sending domains of an organization with ``leads`` leads: DOMAINS, repeated with a number (mail2., …)
+    for every further LEADS_PER_DOMAIN_SET leads."""
+    sets = max(1, math.ceil(leads / LEADS_PER_DOMAIN_SET))
+    return tuple(
+        WorldDomain(_numbered(pattern, copy).format(slug=slug_), reputation)
+        for copy in range(1, sets + 1)
+        for pattern, reputation in DOMAINS
+    )
+
+
+def _numbered(pattern: str, copy: int) -> str:
+    label, rest = pattern.split(".", 1)
+    return pattern if copy == 1 else f"{label}{copy}.{rest}"
 
 
 @dataclass(frozen=True)
@@ -269,7 +288,7 @@ class _Builder:
         address = f"{org_faker.street_address()}, {org_faker.city()}, {org_faker.state_abbr()} {org_faker.zipcode()}"
         model = HiddenModel(seed=self.seed)
         leads = tuple(self.lead(key) for key in range(count))
-        domains = tuple(WorldDomain(pattern.format(slug=slug(organization)), rep) for pattern, rep in DOMAINS)
+        domains = domain_set(slug(organization), count)
         return World(
             seed=self.seed,
             organization_name=f"{organization} (sim {self.seed})",

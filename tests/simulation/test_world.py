@@ -10,7 +10,7 @@ from agents.pipeline.seniority import seniority_of
 from agents.send_windows import lead_zone
 from agents.services import leads_import
 from simulation.propensity import FRAMEWORKS, INDUSTRY_GROUPS, SENIORITY_GROUP_OF, TONES
-from simulation.world import TITLES, World
+from simulation.world import DOMAINS, TITLES, World, domain_set
 
 NOW = dt.datetime(2026, 11, 24, 15, 0, tzinfo=dt.UTC)
 
@@ -102,3 +102,12 @@ def test_the_lead_row_hides_the_worlds_secrets():
     hidden = {"receptiveness", "dead_email", "phone_kind", "complainer", "apple_mail", "security_gateway"}
     assert not hidden & set(row)
     assert dt.datetime.fromisoformat(row["last_engaged_at"]) < NOW
+
+
+def test_the_sending_domains_grow_with_the_leads():
+    small, large = domain_set("acme", 1800), domain_set("acme", 5000)
+
+    assert len(small) == len(DOMAINS) and len(large) == 2 * len(DOMAINS)
+    names = [domain.domain for domain in large]
+    assert len(set(names)) == len(names) and "mail2.acme.example" in names
+    assert sorted(domain.reputation for domain in large) == sorted(2 * [rep for _, rep in DOMAINS])
