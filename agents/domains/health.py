@@ -19,24 +19,28 @@ from .rotation import HEALTHY_REPUTATION, mailbox_move_queue, sending_domain_mov
 AUTO = "auto: "
 MAX_BOUNCE_RATE = 0.02
 MAX_COMPLAINT_RATE = 0.001
+# A rate crosses only on at least this many events: one bounce or one complaint is one recipient, not a rate
+# (1 bounce in 46 sends is "2.2%", and pausing on it stalled every domain of a young sender).
+MIN_RATE_EVENTS = 2
 
 Kind = Alert.Kind
 
 
 def _rate_conditions(stats: dict) -> dict[str, str | None]:
-    """``{kind: reason or None}`` for the rate thresholds; none applies below ``MIN_SENDS`` sends."""
+    """``{kind: reason or None}`` for the rate thresholds; none applies below ``MIN_SENDS`` sends or
+    ``MIN_RATE_EVENTS`` events."""
     enough = stats["sends"] >= MIN_SENDS
     days, sends = stats["window_days"], stats["sends"]
     bounce, complaint = stats["bounce_rate"], stats["complaint_rate"]
     return {
         Kind.BOUNCE_RATE: (
             f"bounce rate {bounce:.1%} ({stats['bounces']} of {sends} sends in {days} days) exceeds 2%"
-            if enough and bounce > MAX_BOUNCE_RATE
+            if enough and stats["bounces"] >= MIN_RATE_EVENTS and bounce > MAX_BOUNCE_RATE
             else None
         ),
         Kind.COMPLAINT_RATE: (
             f"complaint rate {complaint:.2%} ({stats['complaints']} of {sends} sends in {days} days) exceeds 0.1%"
-            if enough and complaint > MAX_COMPLAINT_RATE
+            if enough and stats["complaints"] >= MIN_RATE_EVENTS and complaint > MAX_COMPLAINT_RATE
             else None
         ),
     }

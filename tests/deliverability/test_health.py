@@ -100,6 +100,18 @@ def test_a_two_percent_bounce_rate_is_still_fine(zone):
     assert not domain_health_check(domain).is_paused
 
 
+@pytest.mark.parametrize(("bounces", "paused"), [(1, False), (2, True)])
+def test_one_bounce_is_one_recipient_not_a_rate(zone, bounces, paused):
+    domain = SendingDomainFactory(domain="mail.young.example")
+    zone.authenticate("mail.young.example")
+    make_sends(domain, 46, hard=bounces)  # 1 of 46 is "2.2%", above the 2% threshold
+
+    domain = domain_health_check(domain)
+
+    assert _alerts(domain, Alert.Kind.BOUNCE_RATE).count() == int(paused)
+    assert ("bounce rate" in domain.pause_reason) is paused
+
+
 def test_three_hard_bounces_in_a_hundred_sends_pause_and_alert_once(zone):
     domain = SendingDomainFactory(domain="mail.bouncy.example")
     zone.authenticate("mail.bouncy.example")
