@@ -498,9 +498,11 @@ def _interest_regularisation(data: Dataset, answered: np.ndarray, groups: np.nda
     contexts = [context for context, used in zip(data.contexts, answered, strict=True) if used]
     design, folds = _Design(contexts), _folds(groups[answered])
     weights = balanced_weights(labels, data.weights[answered])
-    by_c = {c: _cv_log_loss(design, labels, weights, folds, crosses, c).mean for c in REGULARISATION_GRID}
-    finite = {c: loss for c, loss in by_c.items() if math.isfinite(loss)}
-    return min(finite, key=finite.get) if finite else REGULARISATION_C
+    score = lambda crosses, c=REGULARISATION_C: _cv_log_loss(design, labels, weights, folds, crosses, c)  # noqa: E731
+    at_default = score(crosses)
+    if not math.isfinite(at_default.mean):  # no fold had both classes
+        return REGULARISATION_C
+    return _regularisation_select(score, crosses, at_default)[0]
 
 
 def _two_stage_fit(matrix, data: Dataset, rows: np.ndarray, choice: ModelChoice, interest_c: float):
