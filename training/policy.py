@@ -41,7 +41,7 @@ from outcomes.selectors import without_opted_out
 from training import features
 from training.models import ModelVersion, TrainingRun
 from training.registry import model_version_create
-from training.split import arm_for, bucket
+from training.split import arm_for, bucket, experiment_for
 
 logger = logging.getLogger("rex.training")
 
@@ -641,6 +641,10 @@ class PolicyChoice:
     strategy: dict
     probability: float  # of the strategy used
     explored: bool  # True: a random candidate instead of the best one
+    # Counterfactual logging for the A/B test (None when the lead's arm is not measured against another model):
+    # whether the other arms would have sent this lead something different. See ``ab_trigger``.
+    triggered: bool | None = None
+    compared_with: tuple[int, ...] = ()
 
 
 def exploration_rate(version: ModelVersion) -> float:
@@ -651,6 +655,34 @@ def exploration_rate(version: ModelVersion) -> float:
     if examples <= 0:
         return EXPLORATION_MAX
     return min(EXPLORATION_MAX, max(EXPLORATION_MIN, EXPLORATION_SCALE / math.sqrt(examples)))
+
+
+def ab_trigger(
+    *, lead: Lead, model: PolicyModel, best: dict, draw: float, candidates: list[dict], campaign, now
+) -> tuple[bool | None, tuple[int, ...]]:
+    """Would this lead's message differ between the A/B arms? (triggered, the other arms' version ids)
+
+    A lead whose arms would all send the same strategy carries no information about which model is better,
+    only noise; the promotion check compares the arms on triggered leads only (a "triggered analysis", with
+    the other arms' choices computed here, at send time). Triggered means no arm would explore for this lead
+    (the exploration draw is above every arm's rate; the draw is the lead's, whatever its arm) and some other
+    arm's best strategy differs. It depends on the lead and the deployed models only, never on the lead's arm,
+    so within the triggered leads the arms stay randomly assigned and the comparison unbiased. None when an
+    arm has no model (the baseline's choice is a sampler's, not computable here) or there is no other arm.
+    """
+    experiment = experiment_for(ModelVersion.Kind.POLICY)
+    others = [version for _, version in experiment.slices if version is None or version.pk != model.version.pk]
+    if not others or None in others:
+        return None, ()
+    rates, differs = [exploration_rate(model.version)], False
+    for version in others:
+        try:
+            rival = PolicyModel.load(version)
+        except PolicyUnavailable:
+            return None, ()
+        rates.append(exploration_rate(version))
+        differs = differs or rival.best_strategy(lead, candidates, campaign=campaign, now=now)[0] != best
+    return draw >= max(rates) and differs, tuple(sorted(version.pk for version in others))
 
 
 def policy_choose(
@@ -664,12 +696,18 @@ def policy_choose(
     model = _deployed_model(lead)
     if model is None:
         return None
-    strategy, probability, scores = model.best_strategy(lead, candidates, campaign=campaign)
-    explored = rng.random() < exploration_rate(model.version)
+    now = timezone.now()
+    best, probability, scores = model.best_strategy(lead, candidates, campaign=campaign, now=now)
+    draw = rng.random()
+    explored = draw < exploration_rate(model.version)
+    strategy = best
     if explored:
         index = rng.randrange(len(candidates))
         strategy, probability = candidates[index], float(scores[index])
-    return PolicyChoice(model.version, strategy, round(probability, 4), explored)
+    triggered, compared_with = ab_trigger(
+        lead=lead, model=model, best=best, draw=draw, candidates=candidates, campaign=campaign, now=now
+    )
+    return PolicyChoice(model.version, strategy, round(probability, 4), explored, triggered, compared_with)
 
 
 @dataclass(frozen=True)

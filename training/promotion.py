@@ -14,6 +14,15 @@ only when all of these hold:
   excess is also significant (one-sided two-proportion z-test at α), so a few unlucky opt-outs in a small arm do
   not retire a better model.
 
+**Triggered analysis.** When both arms are policy models, the personalizer records for every message whether
+the other arm would have sent that lead something different (``ab_trigger`` in training/policy.py: no arm
+explores and the arms' best strategies differ). Leads the arms treat alike add only noise, so the score test
+and the exposure count use the triggered messages only; the lift is the *diluted* lift, the triggered score
+difference times the triggered share of all messages, over the champion's score on all its messages — what
+the challenger would change across all traffic. Exposure and guardrails count all messages; a challenger that
+would send the same as the champion to (nearly) every lead changes nothing and is retired. Messages sent before the
+trigger was recorded (or against the baseline arm) are compared whole.
+
 Otherwise, once the exposure is reached, it is retired. Before that the decision is ``waiting``. Every look is
 stored as a ``PromotionDecision`` with both arms' figures. Without a champion the challenger is measured against
 the baseline arm: messages written without a model (``model_version`` empty).
@@ -116,12 +125,6 @@ def welch_p_value(challenger: ArmFigures, champion: ArmFigures) -> float:
     return float(stats.t.sf(t, df))
 
 
-def _lift(challenger: ArmFigures, champion: ArmFigures) -> float:
-    if champion.score == 0:
-        return math.inf if challenger.score > 0 else 0.0
-    return challenger.score / champion.score - 1
-
-
 def _significantly_higher(count_a: int, n_a: int, count_b: int, n_b: int) -> bool:
     """One-sided two-proportion z-test at ALPHA: is rate a truly above rate b (not a few unlucky messages)?"""
     from scipy import stats
@@ -148,9 +151,7 @@ def _guardrail_breach(challenger: ArmFigures, champion: ArmFigures) -> str:
     return ""
 
 
-def _verdict(challenger: ArmFigures, champion: ArmFigures, p_value: float) -> tuple[str, str]:
-    lift = _lift(challenger, champion)
-    breach = _guardrail_breach(challenger, champion)
+def _verdict(lift: float, breach: str, p_value: float) -> tuple[str, str]:
     if breach:
         return PromotionDecision.Outcome.RETIRED, f"Guardrail: {breach}."
     if lift < MIN_LIFT:
@@ -178,7 +179,52 @@ def _arm_outcomes(version: ModelVersion | None, kind: str, since: datetime) -> Q
     return baseline
 
 
-def _figures(challenger: ArmFigures, champion: ArmFigures, p_value: float | None, **extra) -> dict:
+TRIGGER_KEY = "agent_decisions__PersonalizerAgent__policy__triggered"
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """The two arms since the challenger's deployment: all their messages, and the messages compared."""
+
+    ours_all: ArmFigures
+    theirs_all: ArmFigures
+    ours: ArmFigures
+    theirs: ArmFigures
+    triggered: bool  # whether ``ours`` / ``theirs`` are the triggered messages only
+
+    @property
+    def share(self) -> float:
+        """The compared messages' share of all messages (1.0 without a triggered analysis)."""
+        total = self.ours_all.messages + self.theirs_all.messages
+        return (self.ours.messages + self.theirs.messages) / total if total else 0.0
+
+    @property
+    def lift(self) -> float:
+        """The challenger's relative score lift over all traffic (diluted from the triggered messages)."""
+        difference = (self.ours.score - self.theirs.score) * self.share
+        if self.theirs_all.score == 0:
+            return math.inf if difference > 0 else 0.0
+        return difference / self.theirs_all.score
+
+
+def arms_compare(challenger: ModelVersion, champion: ModelVersion | None, since: datetime) -> Comparison:
+    ours_outcomes = _arm_outcomes(challenger, challenger.kind, since)
+    theirs_outcomes = _arm_outcomes(champion, challenger.kind, since)
+    ours_all, theirs_all = arm_figures(ours_outcomes), arm_figures(theirs_outcomes)
+    recorded = Q(**{f"{TRIGGER_KEY}__isnull": False})
+    if champion is None or not (ours_outcomes.filter(recorded).exists() or theirs_outcomes.filter(recorded).exists()):
+        return Comparison(ours_all, theirs_all, ours_all, theirs_all, triggered=False)
+    triggered = Q(**{TRIGGER_KEY: True})
+    return Comparison(
+        ours_all,
+        theirs_all,
+        arm_figures(ours_outcomes.filter(triggered)),
+        arm_figures(theirs_outcomes.filter(triggered)),
+        triggered=True,
+    )
+
+
+def _figures(comparison: Comparison, p_value: float | None, **extra) -> dict:
     def arm(figures: ArmFigures) -> dict:
         return {
             **asdict(figures),
@@ -187,10 +233,10 @@ def _figures(challenger: ArmFigures, champion: ArmFigures, p_value: float | None
             "close_rate": figures.rate(figures.deals),
         }
 
-    lift = _lift(challenger, champion)
-    return {
-        "challenger": arm(challenger),
-        "champion": arm(champion),
+    lift = comparison.lift
+    figures = {
+        "challenger": arm(comparison.ours_all),
+        "champion": arm(comparison.theirs_all),
         "lift": None if math.isinf(lift) else lift,
         "test": "Welch t-test on per-message score, one-sided",
         "alpha": ALPHA,
@@ -198,6 +244,13 @@ def _figures(challenger: ArmFigures, champion: ArmFigures, p_value: float | None
         "min_lift": MIN_LIFT,
         **extra,
     }
+    if comparison.triggered:
+        figures["triggered"] = {
+            "challenger": arm(comparison.ours),
+            "champion": arm(comparison.theirs),
+            "share": comparison.share,
+        }
+    return figures
 
 
 def ab_test_decide(
@@ -212,20 +265,29 @@ def ab_test_decide(
     now = now or timezone.now()
     champion = ModelVersion.objects.filter(kind=challenger.kind, ab_role=ModelVersion.Role.CHAMPION).first()
     since = challenger.deployed_at or now
-    ours = arm_figures(_arm_outcomes(challenger, challenger.kind, since))
-    theirs = arm_figures(_arm_outcomes(champion, challenger.kind, since))
+    comparison = arms_compare(challenger, champion, since)
+    ours, theirs = comparison.ours, comparison.theirs
     exposure = {"since": since.isoformat(), "min_days": min_days, "min_messages_per_arm": min_messages_per_arm}
-    waiting = now - since < timedelta(days=min_days) or min(ours.messages, theirs.messages) < min_messages_per_arm
-    if waiting:
+    exposed = min(comparison.ours_all.messages, comparison.theirs_all.messages)
+    p_value = None
+    if now - since < timedelta(days=min_days) or exposed < min_messages_per_arm:
         outcome = PromotionDecision.Outcome.WAITING
         reason = (
-            f"Not enough exposure yet: {ours.messages} vs {theirs.messages} messages "
+            f"Not enough exposure yet: {comparison.ours_all.messages} vs {comparison.theirs_all.messages} messages "
             f"in {(now - since).total_seconds() / 86400:.1f} days."
         )
-        p_value = None
+    elif min(ours.messages, theirs.messages) < 2:
+        outcome = PromotionDecision.Outcome.RETIRED
+        reason = (
+            f"The arms would have sent the same strategy to all but {ours.messages + theirs.messages} of "
+            f"{comparison.ours_all.messages + comparison.theirs_all.messages} leads: the challenger changes nothing."
+        )
     else:
         p_value = welch_p_value(ours, theirs)
-        outcome, reason = _verdict(ours, theirs, p_value)
+        breach = _guardrail_breach(comparison.ours_all, comparison.theirs_all)
+        outcome, reason = _verdict(comparison.lift, breach, p_value)
+        if comparison.triggered:
+            reason += f" Compared on the {comparison.share:.0%} of messages the arms would have sent differently."
     with transaction.atomic():
         if outcome == PromotionDecision.Outcome.PROMOTED:
             registry.model_deploy(version=challenger, traffic_percentage=100.0, role=ModelVersion.Role.CHAMPION)
@@ -237,7 +299,7 @@ def ab_test_decide(
             champion=champion,
             outcome=outcome,
             reason=reason,
-            figures=_figures(ours, theirs, p_value, exposure=exposure),
+            figures=_figures(comparison, p_value, exposure=exposure),
             decided_by=decided_by,
         )
     logger.info("ab test %s %s: %s — %s", challenger.kind, challenger.version, outcome, reason)

@@ -474,6 +474,8 @@ def _decisions_record(
             "probability": policy.probability,
             "explored": policy.explored,
         }
+        if policy.triggered is not None:  # the A/B test's triggered analysis (training/promotion.py)
+            record["policy"].update(triggered=policy.triggered, compared_with=list(policy.compared_with))
         # "model_version" becomes OutcomeLabel.model_version: the model that produced the message. With the
         # template writer that is the policy (its A/B arm is the experiment); when a fine-tuned writer wrote
         # the text, the label names the writer and the policy is kept under "policy_version". The registry's

@@ -236,3 +236,58 @@ def test_the_reviver_falls_back_without_a_policy(mission, trained):
     result = ReviverAgent(mission=mission).process(lead)
 
     assert result.output["factors"][0]["name"] != "policy_model"
+
+
+def _twin(version: ModelVersion, number: str) -> ModelVersion:
+    """Another version of the same artifact: a challenger that chooses exactly as the champion does."""
+    twin = ModelVersion.objects.get(pk=version.pk)
+    twin.pk, twin.version, twin.status, twin.ab_role = None, number, ModelVersion.Status.READY, ""
+    twin.save()
+    return twin
+
+
+def _prefers_the_last_candidate(version: ModelVersion, monkeypatch) -> None:
+    real_best = PolicyModel.best_strategy
+
+    def best_strategy(self, lead, candidates, **kwargs):
+        best, probability, scores = real_best(self, lead, candidates, **kwargs)
+        return (candidates[-1] if self.version.pk == version.pk else best), probability, scores
+
+    monkeypatch.setattr(PolicyModel, "best_strategy", best_strategy)
+
+
+def test_each_message_records_whether_the_other_ab_arm_would_have_sent_something_else(mission, deployed, monkeypatch):
+    monkeypatch.setattr(policy, "exploration_rate", lambda version: 0.0)
+    challenger = model_deploy(version=_twin(deployed, "v9.0.0"), role=CHALLENGER, traffic_percentage=50)
+    leads = [_lead(mission) for _ in range(12)]
+    agent = PersonalizerAgent(mission=mission)
+    for lead in leads[:6]:
+        agent.process(lead)
+
+    # The same artifact twice: every lead would get the same strategy from either arm.
+    records = [Message.objects.get(lead=lead).agent_decisions["PersonalizerAgent"]["policy"] for lead in leads[:6]]
+    assert {record["triggered"] for record in records} == {False}
+    arms = {record["version"] for record in records}
+    for record in records:
+        assert record["compared_with"] == [({deployed.pk, challenger.pk} - {record["version"]}).pop()]
+
+    # Now the challenger prefers something else: every lead is triggered, whichever arm it is in.
+    _prefers_the_last_candidate(challenger, monkeypatch)
+    for lead in leads[6:]:
+        agent.process(lead)
+    records = [Message.objects.get(lead=lead).agent_decisions["PersonalizerAgent"]["policy"] for lead in leads[6:]]
+    assert {record["triggered"] for record in records} == {True}
+    assert len(arms | {record["version"] for record in records}) == 2  # both arms took part
+
+
+def test_an_exploring_lead_is_never_triggered_and_without_a_rival_nothing_is_recorded(mission, deployed, monkeypatch):
+    monkeypatch.setattr(policy, "exploration_rate", lambda version: 1.0)
+    lead = _lead(mission)
+    PersonalizerAgent(mission=mission).process(lead)  # the champion alone: no A/B test, no counterfactual
+    assert "triggered" not in Message.objects.get(lead=lead).agent_decisions["PersonalizerAgent"]["policy"]
+
+    challenger = model_deploy(version=_twin(deployed, "v9.0.0"), role=CHALLENGER, traffic_percentage=50)
+    _prefers_the_last_candidate(challenger, monkeypatch)  # the arms differ, but every lead explores
+    other = _lead(mission)
+    PersonalizerAgent(mission=mission).process(other)
+    assert Message.objects.get(lead=other).agent_decisions["PersonalizerAgent"]["policy"]["triggered"] is False

@@ -18,8 +18,14 @@ pytestmark = pytest.mark.django_db
 BASE = {"reply": 0.10, "meeting": 0.03, "deal": 0.01}
 
 
-def _plant(lead, version, n: int, rates: dict, rng: random.Random, *, sent_at, unsub: float = 0.0) -> np.ndarray:
-    """n sent messages of one arm with outcomes drawn at the given rates; returns their per-message scores."""
+def _plant(
+    lead, version, n: int, rates: dict, rng: random.Random, *, sent_at, unsub: float = 0.0, triggered=None
+) -> np.ndarray:
+    """n sent messages of one arm with outcomes drawn at the given rates; returns their per-message scores.
+    ``triggered`` (True/False) records the personalizer's counterfactual A/B flag on each message."""
+    decisions = {}
+    if triggered is not None:
+        decisions = {"PersonalizerAgent": {"policy": {"version": version.pk, "triggered": triggered}}}
     rows, scores = [], []
     for _ in range(n):
         deal = rng.random() < rates["deal"]
@@ -35,6 +41,7 @@ def _plant(lead, version, n: int, rates: dict, rng: random.Random, *, sent_at, u
                 meeting_booked=meeting,
                 deal_closed=deal,
                 unsubscribed=rng.random() < unsub,
+                agent_decisions=decisions,
             )
         )
         scores.append(0.5 * deal + 0.3 * meeting + 0.2 * reply)
@@ -154,3 +161,59 @@ def test_without_a_champion_the_challenger_is_measured_against_the_baseline():
     assert decision.champion is None
     assert decision.figures["champion"]["messages"] == 3000
     assert decision.outcome == PromotionDecision.Outcome.PROMOTED
+
+
+def _triggered_ab_test(rng, challenger_rates: dict, *, untriggered: int = 3000, triggered: int = 1500):
+    """Both arms send the same to most leads (untriggered, equal rates); only the triggered leads differ."""
+    deployed = timezone.now() - timedelta(days=8)
+    champion = _policy("v1.0.0", status="deployed", ab_role="champion", traffic_percentage=50, deployed_at=deployed)
+    challenger = _policy("v1.1.0", status="deployed", ab_role="challenger", traffic_percentage=50, deployed_at=deployed)
+    lead, sent = LeadFactory(), deployed + timedelta(days=1)
+    scores = {}
+    for version, rates in ((champion, BASE), (challenger, challenger_rates)):
+        alike = _plant(lead, version, untriggered, BASE, rng, sent_at=sent, triggered=False)
+        different = _plant(lead, version, triggered, rates, rng, sent_at=sent, triggered=True)
+        scores[version.pk] = (alike, different)
+    return champion, challenger, scores
+
+
+def test_with_recorded_triggers_the_arms_are_compared_on_the_triggered_messages():
+    champion, challenger, scores = _triggered_ab_test(random.Random(7), {"reply": 0.18, "meeting": 0.06, "deal": 0.025})
+
+    [decision] = promote_ab_test_winner(kind="policy")
+
+    assert decision.outcome == PromotionDecision.Outcome.PROMOTED, decision.reason
+    triggered = decision.figures["triggered"]
+    assert triggered["challenger"]["messages"] == triggered["champion"]["messages"] == 1500
+    assert decision.figures["challenger"]["messages"] == 4500  # all messages still reported (and guard-railed)
+    assert triggered["share"] == pytest.approx(1 / 3)
+    ours, theirs = scores[challenger.pk][1], scores[champion.pk][1]
+    assert decision.figures["p_value"] == pytest.approx(
+        stats.ttest_ind(ours, theirs, equal_var=False, alternative="greater").pvalue, rel=1e-6
+    )
+    champion_all = np.concatenate(scores[champion.pk]).mean()
+    assert decision.figures["lift"] == pytest.approx((ours.mean() - theirs.mean()) / 3 / champion_all)
+    assert "33% of messages" in decision.reason
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_worse_challenger_on_the_triggered_messages_is_never_promoted(seed):
+    _triggered_ab_test(random.Random(200 + seed), {"reply": 0.08, "meeting": 0.025, "deal": 0.008})
+
+    [decision] = promote_ab_test_winner(kind="policy")
+
+    assert decision.outcome == PromotionDecision.Outcome.RETIRED
+    assert "triggered" in decision.figures
+
+
+def test_a_challenger_that_would_send_what_the_champion_sends_is_retired():
+    _, challenger, _ = _triggered_ab_test(
+        random.Random(8), {"reply": 0.3, "meeting": 0.1, "deal": 0.05}, untriggered=3000, triggered=1
+    )
+
+    [decision] = promote_ab_test_winner(kind="policy", min_messages_per_arm=60)
+
+    assert decision.outcome == PromotionDecision.Outcome.RETIRED
+    assert "same strategy to all but 2 of 6002 leads" in decision.reason
+    challenger.refresh_from_db()
+    assert challenger.status == ModelVersion.Status.RETIRED
