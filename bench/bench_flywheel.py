@@ -16,14 +16,16 @@ from simulation.efficacy import efficacy_load
 from simulation.summary import OF_ORACLE_TARGET, OVER_RANDOM_TARGET
 
 SEEDS = "1,2,3,4,5"
-# More than the 5-minute demo default (1,800): an A/B arm of a few hundred messages a week can only show a large
-# lift as significant, and the learner needs a few thousand labels. About 7 minutes a seed on 2 cores.
-LEADS = "5000"
+# More than the 5-minute demo default (5 weeks, 1,800 leads): an A/B arm needs several hundred messages a week to
+# show a real lift as significant, the learner a few thousand labels, and each extra week is another chance for a
+# better challenger to win. 1,000 leads a week for 7 weeks: about 10 minutes a seed on 2 cores.
+WEEKS = "7"
+LEADS = "7000"
 
 
 def run() -> list[Row]:
     started = time.perf_counter()
-    call_command("simulate", "--quick", "--seeds", SEEDS, "--leads", LEADS, stdout=io.StringIO())
+    call_command("simulate", "--quick", "--seeds", SEEDS, "--weeks", WEEKS, "--leads", LEADS, stdout=io.StringIO())
     seconds = time.perf_counter() - started
     result = efficacy_load(settings.VAR_DIR / "simulation" / "efficacy.json")
     oracle = sum(row.get("oracle", 0) for row in result["seeds"]) / len(result["seeds"])

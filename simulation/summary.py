@@ -117,6 +117,15 @@ def _weeks_text(summary: dict) -> list[str]:
     return lines
 
 
+def _truth(challenger: float | None, against: float | None) -> str:
+    """The world's verdict on an A/B pair, at the precision the report prints (0.1 pt): equal is not better."""
+    if challenger is None or against is None:
+        return "not graded"
+    if round(challenger, 3) == round(against, 3):
+        return "truly equal"
+    return "TRULY WORSE" if challenger < against else "truly better"
+
+
 def _versions_text(summary: dict) -> list[str]:
     lines = ["Policy versions (true expected reply = the world's grade of the version's choices over all leads):"]
     for row in summary["versions"]:
@@ -127,7 +136,7 @@ def _versions_text(summary: dict) -> list[str]:
             f"({_pct(row['of_oracle'])} of oracle)"
         )
     for row in summary["promotions"]:
-        verdict = "TRULY WORSE" if row["truly_worse"] else "truly better"
+        verdict = _truth(row["challenger_true"], row["against_true"])
         lines.append(
             f"  A/B {row['challenger']} vs {row['against']}: {row['outcome']} — {row['reason']} "
             f"[world: {_pct(row['challenger_true'])} vs {_pct(row['against_true'])}, {verdict}]"

@@ -94,7 +94,8 @@ class Command(BaseCommand):
         earlier = efficacy_load(path)
         if earlier is None:
             self.stdout.write(
-                "The 5-seed figure: `manage.py simulate --quick --seeds 1,2,3,4,5 --leads 5000` (`make bench`)."
+                "The 5-seed figure (`make bench`): "
+                "`manage.py simulate --quick --seeds 1,2,3,4,5 --weeks 7 --leads 7000`."
             )
             return
         self.stdout.write(f"Last multi-seed measurement ({earlier['measured_at']}, {path}):")
