@@ -17,11 +17,11 @@ only when all of these hold:
 **Triggered analysis.** When both arms are policy models, the personalizer records for every message whether
 the other arm would have sent that lead something different (``ab_trigger`` in training/policy.py: no arm
 explores and the arms' best strategies differ). Leads the arms treat alike add only noise, so the score test
-and the exposure count use the triggered messages only; the lift is the *diluted* lift, the triggered score
-difference times the triggered share of all messages, over the champion's score on all its messages — what
-the challenger would change across all traffic. Exposure and guardrails count all messages; a challenger that
-would send the same as the champion to (nearly) every lead changes nothing and is retired. Messages sent before the
-trigger was recorded (or against the baseline arm) are compared whole.
+runs on the triggered messages only, and the lift is the *diluted* lift: the triggered score difference times
+the triggered share of all messages, over the champion's score on all its messages — what the challenger would
+change across all traffic. Exposure and guardrails count all messages. A challenger that would send what the
+champion sends to (nearly) every lead changes nothing and is retired. Messages sent before the trigger was
+recorded, and the baseline arm, are compared whole.
 
 Otherwise, once the exposure is reached, it is retired. Before that the decision is ``waiting``. Every look is
 stored as a ``PromotionDecision`` with both arms' figures. Without a champion the challenger is measured against
