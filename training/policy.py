@@ -602,6 +602,10 @@ class PolicyModel:
         contexts = features.lead_contexts(
             lead=lead, strategies=candidates, now=now or timezone.now(), campaign=campaign
         )
+        return self.best_of(candidates, contexts)
+
+    def best_of(self, candidates: list[dict], contexts: list[dict]) -> tuple[dict, float, np.ndarray]:
+        """``best_strategy`` on the candidates' contexts, already built (several models can score one build)."""
         scores = self.predict(contexts)
         best = int(np.argmax(scores))
         return candidates[best], float(scores[best]), scores
@@ -658,20 +662,21 @@ def exploration_rate(version: ModelVersion) -> float:
 
 
 def ab_trigger(
-    *, lead: Lead, model: PolicyModel, best: dict, draw: float, candidates: list[dict], campaign, now
+    *, model: PolicyModel, best: dict, draw: float, candidates: list[dict], contexts: list[dict]
 ) -> tuple[bool | None, tuple[int, ...]]:
     """Would this lead's message differ between the A/B arms? (triggered, the other arms' version ids)
 
     A lead whose arms would all send the same strategy carries no information about which model is better,
     only noise; the promotion check compares the arms on triggered leads only (a "triggered analysis", with
-    the other arms' choices computed here, at send time). Triggered means no arm would explore for this lead
-    (the exploration draw is above every arm's rate; the draw is the lead's, whatever its arm) and some other
-    arm's best strategy differs. It depends on the lead and the deployed models only, never on the lead's arm,
-    so within the triggered leads the arms stay randomly assigned and the comparison unbiased. None when an
-    arm has no model (the baseline's choice is a sampler's, not computable here) or there is no other arm.
+    the other arms' choices computed here, at send time, on the same candidate contexts). Triggered means no
+    arm would explore for this lead (the exploration draw is above every arm's rate; the draw is the lead's,
+    whatever its arm) and some other arm's best strategy differs. It depends on the lead and the deployed models
+    only, never on the lead's arm, so within the triggered leads the arms stay randomly assigned and the
+    comparison unbiased. None when an arm has no model (the baseline's choice is a sampler's, not computable
+    here) or there is no other arm.
     """
-    experiment = experiment_for(ModelVersion.Kind.POLICY)
-    others = [version for _, version in experiment.slices if version is None or version.pk != model.version.pk]
+    versions = [version for _, version in experiment_for(ModelVersion.Kind.POLICY).slices]
+    others = [version for version in versions if version is None or version.pk != model.version.pk]
     if not others or None in others:
         return None, ()
     rates, differs = [exploration_rate(model.version)], False
@@ -681,7 +686,7 @@ def ab_trigger(
         except PolicyUnavailable:
             return None, ()
         rates.append(exploration_rate(version))
-        differs = differs or rival.best_strategy(lead, candidates, campaign=campaign, now=now)[0] != best
+        differs = differs or rival.best_of(candidates, contexts)[0] != best
     return draw >= max(rates) and differs, tuple(sorted(version.pk for version in others))
 
 
@@ -696,17 +701,17 @@ def policy_choose(
     model = _deployed_model(lead)
     if model is None:
         return None
-    now = timezone.now()
-    best, probability, scores = model.best_strategy(lead, candidates, campaign=campaign, now=now)
+    if not candidates:
+        raise ValueError("policy_choose needs at least one candidate strategy.")
+    contexts = features.lead_contexts(lead=lead, strategies=candidates, now=timezone.now(), campaign=campaign)
+    best, probability, scores = model.best_of(candidates, contexts)
     draw = rng.random()
     explored = draw < exploration_rate(model.version)
     strategy = best
     if explored:
         index = rng.randrange(len(candidates))
         strategy, probability = candidates[index], float(scores[index])
-    triggered, compared_with = ab_trigger(
-        lead=lead, model=model, best=best, draw=draw, candidates=candidates, campaign=campaign, now=now
-    )
+    triggered, compared_with = ab_trigger(model=model, best=best, draw=draw, candidates=candidates, contexts=contexts)
     return PolicyChoice(model.version, strategy, round(probability, 4), explored, triggered, compared_with)
 
 

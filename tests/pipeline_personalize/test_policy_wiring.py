@@ -247,13 +247,13 @@ def _twin(version: ModelVersion, number: str) -> ModelVersion:
 
 
 def _prefers_the_last_candidate(version: ModelVersion, monkeypatch) -> None:
-    real_best = PolicyModel.best_strategy
+    real_best = PolicyModel.best_of
 
-    def best_strategy(self, lead, candidates, **kwargs):
-        best, probability, scores = real_best(self, lead, candidates, **kwargs)
+    def best_of(self, candidates, contexts):
+        best, probability, scores = real_best(self, candidates, contexts)
         return (candidates[-1] if self.version.pk == version.pk else best), probability, scores
 
-    monkeypatch.setattr(PolicyModel, "best_strategy", best_strategy)
+    monkeypatch.setattr(PolicyModel, "best_of", best_of)
 
 
 def test_each_message_records_whether_the_other_ab_arm_would_have_sent_something_else(mission, deployed, monkeypatch):
