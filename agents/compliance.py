@@ -194,10 +194,14 @@ def suppress(*, organization: Organization, kind: str, value: str, reason: str, 
 
 
 @transaction.atomic
-def unsuppress(*, organization: Organization, kind: str, value: str) -> bool:
-    """Remove the entry (a re-subscribe); leads no other entry still blocks go back to ``new``."""
+def unsuppress(*, organization: Organization, kind: str, value: str, reasons: list[str] | None = None) -> bool:
+    """Remove the entry (a re-subscribe); leads no other entry still blocks go back to ``new``. With ``reasons``,
+    only an entry recorded for one of them is removed (a provider opt-in lifts an opt-out, not a hard bounce)."""
     value = suppression_normalize(kind=kind, value=value)
-    deleted, _ = Suppression.objects.filter(organization=organization, kind=kind, value=value).delete()
+    entries = Suppression.objects.filter(organization=organization, kind=kind, value=value)
+    if reasons is not None:
+        entries = entries.filter(reason__in=reasons)
+    deleted, _ = entries.delete()
     for lead in _matching_leads(organization=organization, kind=kind, value=value):
         if lead.state == Lead.State.SUPPRESSED and lead_suppression(lead) is None and lead_can(lead, "resubscribe"):
             lead_transition(lead, "resubscribe")

@@ -10,8 +10,8 @@ Precedence, strongest signal first (the first rule that matches decides):
  3   ``meeting_booked`` (also after a no-show: it earned a slot)  positive   5.0
  4   ``replied`` with interest (``interest_signal`` is True or    positive   3.0
      ``sentiment_label`` is positive)
- 5   ``replied`` with an objection (``objection_detected`` or a   negative   2.0
-     real ``objection_type``)
+ 5   ``replied`` with an objection (``objection_detected``, a     negative   2.0
+     real ``objection_type``, or a negative ``sentiment_label``)
  6   ``replied``, anything else                                   neutral    1.0
  7   ``bounced``                                                  negative   0.5
  8   ``unsubscribed`` or ``spam_reported``                        negative   0.5
@@ -41,7 +41,11 @@ NO_SIGNAL = (Label.NEUTRAL, 1.0)
 
 
 def _has_objection(outcome: OutcomeLabel) -> bool:
-    return outcome.objection_detected or outcome.objection_type not in ("", OutcomeLabel.Objection.NONE)
+    return (
+        outcome.objection_detected
+        or outcome.objection_type not in ("", OutcomeLabel.Objection.NONE)
+        or outcome.sentiment_label == OutcomeLabel.SentimentLabel.NEGATIVE
+    )
 
 
 def _has_interest(outcome: OutcomeLabel) -> bool:

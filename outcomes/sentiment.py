@@ -682,9 +682,10 @@ class SentimentAnalyzer:
             return _fallback(reply_text, "no model configured")
         try:
             return self._ask(client, reply_text, original_message, lead_context or {}, known_pii or {})
-        except (openai.OpenAIError, pydantic.ValidationError, UnusableAnswer) as error:
+        except Exception as error:  # a reply must never be lost to a broken model answer
             # OpenAIError covers timeouts, connection and HTTP errors and cut-off answers; ValidationError is
-            # invalid JSON or a value outside the schema.
+            # invalid JSON or a value outside the schema; anything else is a server that does not speak the API
+            # (an HTML page, an empty body, an answer without choices).
             reason = f"LLM failed: {type(error).__name__}: {str(error)[:200]}"
             logger.warning("sentiment fallback to rules (%s)", reason)
             return _fallback(reply_text, reason)

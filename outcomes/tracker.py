@@ -17,12 +17,15 @@ Events arrive in any order and more than once:
 Label hygiene: opens by mail-security proxies and clicks by link scanners (known user agents, or within
 ``MACHINE_SECONDS`` of delivery) are counted in ``bot_open_count`` / ``bot_click_count`` only: they do not
 set ``opened``/``clicked``, do not move the lead to ``engaged`` and do not reach the training label.
-Limits: Apple Mail Privacy Protection opens (a plain "Mozilla/5.0" from Apple's proxy ranges) are caught
-only by the timing rule; the ``ip`` argument is accepted for when a range list exists. A machine open that
-arrives *before* its delivered event cannot be caught by timing (the delivery time is not known yet).
+Apple Mail Privacy Protection opens (a plain "Mozilla/5.0" from Apple's proxies, often hours after delivery)
+are flagged by the provider (SendGrid's ``sg_machine_open``): the caller passes ``machine=True``. Without that
+flag they are caught only by the timing rule; the ``ip`` argument is accepted for when a range list exists. A
+machine open that arrives *before* its delivered event cannot be caught by timing (the delivery time is not
+known yet).
 """
 
 import logging
+import re
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -52,7 +55,6 @@ SCANNER_MARKERS = (
     "forcepoint",
     "cisco ironport",
     "safelinks",
-    "bot",  # Googlebot, bingbot, Slackbot, ...
     "preview",  # link previews (LinkPreview, Slack/Teams unfurlers)
     "facebookexternalhit",
     "headlesschrome",
@@ -89,18 +91,26 @@ SENTIMENT_CHOICES = {
 # --- Label hygiene --------------------------------------------------------------------------------
 
 
+# Crawlers name themselves "...bot" (Googlebot/2.1, bingbot, Slackbot-LinkExpanding, Twitterbot): a word ending in
+# "bot" followed by a version, a dash or the end of a token, but not a phone brand like "CUBOT X30".
+_BOT_AGENT = re.compile(r"(?<![a-z])(?:[a-z]+bot|bot)(?=[/\-_;)\s]|$)(?<!cubot)")
+
+
 def _scanner_agent(user_agent: str) -> bool:
     agent = (user_agent or "").lower()
-    return any(marker in agent for marker in SCANNER_MARKERS)
+    return any(marker in agent for marker in SCANNER_MARKERS) or bool(_BOT_AGENT.search(agent))
 
 
 def _right_after_delivery(*, delivered_at: datetime | None, at: datetime) -> bool:
     return delivered_at is not None and abs(at - delivered_at) <= timedelta(seconds=MACHINE_SECONDS)
 
 
-def is_machine_open(*, delivered_at: datetime | None, at: datetime, user_agent: str = "") -> bool:
-    """An open no person made: a known scanner/proxy user agent, or within MACHINE_SECONDS of delivery."""
-    return _scanner_agent(user_agent) or _right_after_delivery(delivered_at=delivered_at, at=at)
+def is_machine_open(
+    *, delivered_at: datetime | None, at: datetime, user_agent: str = "", flagged: bool = False
+) -> bool:
+    """An open no person made: flagged by the provider (a privacy proxy's prefetch), a known scanner/proxy user
+    agent, or within MACHINE_SECONDS of delivery."""
+    return flagged or _scanner_agent(user_agent) or _right_after_delivery(delivered_at=delivered_at, at=at)
 
 
 def is_machine_click(*, delivered_at: datetime | None, at: datetime, user_agent: str = "") -> bool:
@@ -202,13 +212,16 @@ def track_deferred(outcome_id: OutcomeLabel | int, *, at: datetime, reason: str 
 # --- Engagement -----------------------------------------------------------------------------------
 
 
-def track_opened(outcome_id: OutcomeLabel | int, *, at: datetime, user_agent: str = "", ip: str = "") -> OutcomeLabel:
-    """An open (implies delivered). Machine opens count in ``bot_open_count`` only; see the module docstring."""
+def track_opened(
+    outcome_id: OutcomeLabel | int, *, at: datetime, user_agent: str = "", ip: str = "", machine: bool = False
+) -> OutcomeLabel:
+    """An open (implies delivered). Machine opens (``machine``: the provider says so) count in ``bot_open_count``
+    only; see the module docstring."""
 
     def apply(row: OutcomeLabel) -> None:
-        machine = is_machine_open(delivered_at=row.delivered_at, at=at, user_agent=user_agent)
+        machine_open = is_machine_open(delivered_at=row.delivered_at, at=at, user_agent=user_agent, flagged=machine)
         _mark_delivered(row, at)
-        if machine:
+        if machine_open:
             row.bot_open_count += 1
             return
         row.opened = True
@@ -354,12 +367,13 @@ def track_deal(
     outcome_id: OutcomeLabel | int, *, at: datetime, won: bool, value: Decimal | int | str | None = None
 ) -> OutcomeLabel:
     """A deal closed won or lost, possibly weeks after the row was labelled. Won: ``deal_closed``,
-    ``deal_closed_at`` (earliest) and ``time_to_close_days`` from ``sent_at``; won wins over lost whatever the
-    order. ``value`` (if given) replaces the deal value. Moves the lead to ``won``/``lost`` when allowed."""
+        ``deal_closed_at`` (earliest) and ``time_to_close_days`` from ``sent_at``; won wins over lost whatever the
+        order. ``value`` (if given) replaces the deal value, except that a "lost" event never overwrites a won deal's
+    value. Moves the lead to ``won``/``lost`` when allowed."""
 
     def apply(row: OutcomeLabel) -> None:
         row.opportunity_created = True
-        if value is not None:
+        if value is not None and (won or not row.deal_closed):
             row.deal_value = Decimal(str(value))
         if won:
             row.deal_closed = True

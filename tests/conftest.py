@@ -74,3 +74,24 @@ def openai_server(settings, httpserver):
     settings.OPENAI_MAX_RETRIES = 0
     settings.OPENAI_TIMEOUT = 5.0
     return httpserver
+
+
+# --- Measured figures --------------------------------------------------------------------------------------
+
+FIGURES = pytest.StashKey[list]()
+
+
+@pytest.fixture
+def report_figure(request):
+    """``report_figure("AUC 0.71")``: a figure a test measured, printed in the run's summary (pytest hides a passing
+    test's output, and these are worth seeing in every CI log)."""
+    figures = request.config.stash.setdefault(FIGURES, [])
+    return lambda line: figures.append(f"{request.node.nodeid}: {line}")
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    figures = config.stash.get(FIGURES, [])
+    if figures:
+        terminalreporter.section("measured figures")
+        for line in figures:
+            terminalreporter.write_line(line)

@@ -1,4 +1,5 @@
-"""Operator admin for the raw webhook inbox: everything read-only except the processing state."""
+"""Operator admin for the raw webhook inbox: read-only; the reprocess action is the one lever (it only replays
+events that ended without an effect, so an open is never counted twice)."""
 
 import json
 
@@ -33,10 +34,11 @@ class WebhookEventAdmin(admin.ModelAdmin):
         "error",
         "received_at",
         "processed_at",
+        "next_attempt_at",
         "headers_pretty",
         "raw_body_pretty",
     )
-    readonly_fields = tuple(f for f in fields if f != "state")
+    readonly_fields = fields
     actions = ("reprocess_events",)
 
     def has_add_permission(self, request):

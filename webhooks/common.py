@@ -1,6 +1,12 @@
 """Pieces every receiver shares (kept apart from services.py so per-provider modules can import them)."""
 
+import logging
+
+from django.db import transaction
+
 from webhooks.models import WebhookEvent
+
+logger = logging.getLogger("rex.webhooks")
 
 DROPPED_HEADERS = {"authorization", "cookie"}
 
@@ -21,3 +27,17 @@ def kept_headers(headers: dict) -> dict:
 def mark(event: WebhookEvent, state: str, error: str = "") -> None:
     event.state = state
     event.error = error
+
+
+def enqueue_on_commit(task, *args) -> None:
+    """``task.delay(*args)`` once the transaction commits. If the broker cannot take it, the events are stored
+    anyway: the request still succeeds (the provider must not resend what we have) and the beat sweep enqueues
+    them later."""
+
+    def send() -> None:
+        try:
+            task.delay(*args)
+        except Exception:
+            logger.exception("could not enqueue %s; the webhook sweep will pick the events up", task.name)
+
+    transaction.on_commit(send)

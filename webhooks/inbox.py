@@ -105,6 +105,8 @@ def inbox_messages_parse(*, raw_body: bytes) -> list[dict]:
         body = json.loads(raw_body)
     except ValueError as exc:
         raise MalformedPayload(f"Body is not JSON: {exc}") from None
+    except RecursionError:
+        raise MalformedPayload("Body is nested too deeply.") from None
     if not isinstance(body, dict):
         raise MalformedPayload('Body is not a JSON object (a message, or {"messages": [...]}).')
     messages = body.get("messages", [body])

@@ -40,6 +40,9 @@ class WebhookEvent(models.Model):
     error = models.TextField(blank=True)
     received_at = models.DateTimeField(auto_now_add=True)
     processed_at = models.DateTimeField(null=True, blank=True)
+    next_attempt_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the sweep tries an unmatched or failing event again."
+    )
 
     class Meta:
         ordering = ["-received_at", "-id"]

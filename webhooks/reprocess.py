@@ -6,6 +6,7 @@ Kept out of services.py on purpose: receiving and processing live there; this is
 from django.db import transaction
 
 from rex_project.exceptions import ApplicationError
+from webhooks.common import enqueue_on_commit
 from webhooks.models import WebhookEvent
 from webhooks.tasks import process_webhook_event
 
@@ -31,7 +32,8 @@ def webhook_event_reprocess(*, event: WebhookEvent) -> WebhookEvent:
         locked.error = ""
         locked.attempts = 0
         locked.processed_at = None
+        locked.next_attempt_at = None
         # Only fixed choice values change here, so the model's full_clean would check nothing new.
-        locked.save(update_fields=["state", "error", "attempts", "processed_at"])
-        process_webhook_event.delay_on_commit(locked.pk)
+        locked.save(update_fields=["state", "error", "attempts", "processed_at", "next_attempt_at"])
+        enqueue_on_commit(process_webhook_event, locked.pk)
     return locked

@@ -8,6 +8,7 @@ from urllib.parse import parse_qsl
 
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from agents.compliance import sms_keyword, suppress, unsuppress
@@ -16,7 +17,8 @@ from agents.services import normalize_phone
 from outcomes import tracker
 from outcomes.models import OutcomeLabel
 from outcomes.replies import reply_record
-from webhooks.common import MalformedPayload, kept_headers, mark
+from rex_project.retry import TRANSIENT
+from webhooks.common import MalformedPayload, enqueue_on_commit, kept_headers, mark
 from webhooks.crm import crm_event_process
 from webhooks.inbox import inbox_process
 from webhooks.models import WebhookEvent
@@ -24,9 +26,14 @@ from webhooks.models import WebhookEvent
 logger = logging.getLogger("rex.webhooks")
 
 FINAL_STATES = (WebhookEvent.State.PROCESSED, WebhookEvent.State.IGNORED, WebhookEvent.State.FAILED)
-# An event that never matches (e.g. mail sent by another system on the same SendGrid account) stays stored as
-# unmatched, but the sweep stops re-enqueuing it after this many attempts so it cannot starve newer ones.
-SWEEP_MAX_ATTEMPTS = 30
+# An unmatched event is retried with a growing gap (1, 2, 4 … minutes, then every 6 hours) for a week; after
+# that it stays stored as unmatched, visible to operators, who can reprocess it. Nothing is deleted.
+RETRY_FIRST_SECONDS = 60
+RETRY_MAX_SECONDS = 6 * 3600
+RETRY_FOR = timedelta(days=7)
+# An event whose processing raises an unexpected error (a bug, data the database refuses) is retried like an
+# unmatched one, then failed with the error so it cannot come back every minute for ever.
+MAX_PROCESSING_ERRORS = 5
 SWEEP_BATCH = 100  # events per task: a shallow queue (the embedded broker lists its folder per fetch)
 
 TWILIO_INBOUND = "inbound"
@@ -54,6 +61,8 @@ def sendgrid_events_parse(*, raw_body: str) -> list[dict]:
         events = json.loads(raw_body)
     except ValueError as exc:
         raise MalformedPayload(f"Body is not JSON: {exc}") from None
+    except RecursionError:
+        raise MalformedPayload("Body is nested too deeply.") from None
     if not isinstance(events, list):
         raise MalformedPayload("Body is not a JSON array of events.")
     for index, event in enumerate(events):
@@ -166,6 +175,10 @@ def _sendgrid_outcome(payload: dict) -> OutcomeLabel | None:
     return None
 
 
+def _sent_by_rex(payload: dict) -> bool:
+    return any(str(payload.get(key) or "").strip() for key in ("rex_outcome_id", "rex_message_id"))
+
+
 # --- Process --------------------------------------------------------------------------------------
 
 
@@ -177,32 +190,55 @@ def _event_time(payload: dict, event: WebhookEvent) -> datetime:
 
 
 def _resubscribe(outcome: OutcomeLabel, payload: dict, at: datetime) -> None:
+    """A re-subscribe lifts only an unsubscribe: never a hard bounce, a spam report or a CRM do-not-contact."""
     message = outcome.message
     address = payload.get("email") or (message.to_address if message else "") or outcome.lead.email
-    unsuppress(organization=outcome.organization, kind=Suppression.Kind.EMAIL, value=address)
+    unsuppress(
+        organization=outcome.organization,
+        kind=Suppression.Kind.EMAIL,
+        value=address,
+        reasons=[Suppression.Reason.UNSUBSCRIBE],
+    )
 
 
-def _bounce(bounce_type: str) -> Callable[[OutcomeLabel, dict, datetime], None]:
-    def apply(outcome: OutcomeLabel, payload: dict, at: datetime) -> None:
-        kind = bounce_type or (
-            OutcomeLabel.BounceType.BLOCKED if payload.get("type") == "blocked" else OutcomeLabel.BounceType.HARD
-        )
-        reason = str(payload.get("reason") or payload.get("status") or payload.get("event"))
-        tracker.track_bounced(outcome, at=at, bounce_type=kind, reason=reason)
+# SendGrid drops mail to addresses on its own bounce list and to malformed ones: as good as a hard bounce.
+# Other drops ("Invalid SMTPAPI header", "Unsubscribed Address", ...) say nothing about the mailbox.
+SENDGRID_DROPPED_HARD = ("bounced address", "invalid address", "invalid email")
 
-    return apply
+
+def _bounce_type(payload: dict) -> str:
+    if payload.get("event") == "dropped":
+        reason = str(payload.get("reason") or "").strip().lower()
+        hard = reason == "invalid" or any(marker in reason for marker in SENDGRID_DROPPED_HARD)
+        return OutcomeLabel.BounceType.HARD if hard else OutcomeLabel.BounceType.BLOCKED
+    return OutcomeLabel.BounceType.BLOCKED if payload.get("type") == "blocked" else OutcomeLabel.BounceType.HARD
+
+
+def _bounce(outcome: OutcomeLabel, payload: dict, at: datetime) -> None:
+    reason = str(payload.get("reason") or payload.get("status") or payload.get("event"))
+    tracker.track_bounced(outcome, at=at, bounce_type=_bounce_type(payload), reason=reason)
+
+
+def _machine_open(payload: dict) -> bool:
+    """SendGrid flags opens by privacy proxies (Apple Mail Privacy Protection) with ``sg_machine_open``."""
+    return str(payload.get("sg_machine_open")).lower() == "true"
 
 
 SENDGRID_HANDLERS: dict[str, Callable[[OutcomeLabel, dict, datetime], None]] = {
     "delivered": lambda outcome, payload, at: tracker.track_delivered(outcome, at=at),
-    # Dropped: SendGrid will not deliver (its own suppression list, invalid address...): a block with the reason.
-    "dropped": _bounce(OutcomeLabel.BounceType.BLOCKED),
-    "bounce": _bounce(""),
+    # Dropped: SendGrid will not deliver (its own suppression list, invalid address...): a block with the reason,
+    # or a hard bounce when the address is known to bounce or is invalid.
+    "dropped": _bounce,
+    "bounce": _bounce,
     "deferred": lambda outcome, payload, at: tracker.track_deferred(
         outcome, at=at, reason=str(payload.get("response") or payload.get("reason") or "")
     ),
     "open": lambda outcome, payload, at: tracker.track_opened(
-        outcome, at=at, user_agent=str(payload.get("useragent") or ""), ip=str(payload.get("ip") or "")
+        outcome,
+        at=at,
+        user_agent=str(payload.get("useragent") or ""),
+        ip=str(payload.get("ip") or ""),
+        machine=_machine_open(payload),
     ),
     "click": lambda outcome, payload, at: tracker.track_clicked(
         outcome, at=at, url=str(payload.get("url") or ""), user_agent=str(payload.get("useragent") or "")
@@ -219,10 +255,13 @@ SENDGRID_NO_OP = {"processed"}
 def _sendgrid_process(event: WebhookEvent) -> None:
     payload = json.loads(event.raw_body)
     outcome = _sendgrid_outcome(payload)
+    if outcome is None and not _sent_by_rex(payload):
+        # Mail another system sends through the same SendGrid account: stored, never retried.
+        mark(event, WebhookEvent.State.IGNORED, "Not sent by REX (no rex_outcome_id or rex_message_id custom arg).")
+        return
     if outcome is None:
         # Kept, not dropped: the sweep retries it once the message or outcome exists.
-        event.state = WebhookEvent.State.UNMATCHED
-        event.error = "No outcome matches this event yet."
+        mark(event, WebhookEvent.State.UNMATCHED, "No outcome matches this event yet.")
         return
     event.organization = outcome.organization
     handler = SENDGRID_HANDLERS.get(event.event_type)
@@ -245,12 +284,12 @@ def _twilio_sms_outcomes():
 
 
 def _twilio_failed(outcome: OutcomeLabel, payload: dict, at: datetime) -> None:
-    """Undelivered/failed: a hard bounce for a number that cannot be reached (also suppressed as a phone),
-    else a soft, deferred-style note."""
+    """Undelivered/failed is final for the message: a hard bounce for a number that cannot be reached (also
+    suppressed as a phone), else a soft bounce (carrier filtering, queue overflow...: the number may work later)."""
     code = str(payload.get("ErrorCode") or "").strip()
     reason = f"Twilio {code}" if code else f"Twilio {payload.get('MessageStatus') or 'failed'}"
     if code not in TWILIO_HARD_ERRORS:
-        tracker.track_deferred(outcome, at=at, reason=reason)
+        tracker.track_bounced(outcome, at=at, bounce_type=OutcomeLabel.BounceType.SOFT, reason=reason)
         return
     if code == "21610":  # Twilio: the number opted out; say so rather than "bounce"
         number = (outcome.message.to_address if outcome.message else "") or outcome.lead.phone
@@ -331,9 +370,32 @@ def _twilio_keyword(event: WebhookEvent, keyword: str, phone: str, organizations
             )
             if outcome := _latest_sms_outcome(organization_ids=[organization.pk], phone=phone):
                 tracker.track_unsubscribed(outcome, at=event.received_at)
-        else:
-            unsuppress(organization=organization, kind=Suppression.Kind.PHONE, value=phone)
+        else:  # an opt-in lifts an SMS opt-out only, never a bounce, a CRM do-not-contact or a manual entry
+            sms_stop = [Suppression.Reason.SMS_STOP]
+            unsuppress(organization=organization, kind=Suppression.Kind.PHONE, value=phone, reasons=sms_stop)
     mark(event, WebhookEvent.State.PROCESSED)
+
+
+def _sms_opted_out(phone: str, organizations: list[Organization]) -> bool:
+    return Suppression.objects.filter(
+        organization__in=organizations, kind=Suppression.Kind.PHONE, value=phone, reason=Suppression.Reason.SMS_STOP
+    ).exists()
+
+
+def _inbound_keyword(payload: dict, phone: str, organizations: list[Organization]) -> str | None:
+    """``"stop"``, ``"start"``, ``"help"`` or None (a reply). Twilio's Advanced Opt-Out says which keyword it
+    acted on (``OptOutType``, also for custom keywords in other languages); else the standard keywords. "YES" is
+    an opt-in only for a number that opted out: otherwise it is an answer to the message."""
+    opt_out_type = str(payload.get("OptOutType") or "").strip().upper()
+    if opt_out_type in ("STOP", "START", "HELP"):
+        return opt_out_type.lower()
+    body = str(payload.get("Body") or "")
+    if body.strip().upper() in TWILIO_HELP_WORDS:
+        return "help"
+    keyword = sms_keyword(body)
+    if keyword == "start" and body.strip().upper() == "YES" and not _sms_opted_out(phone, organizations):
+        return None
+    return keyword
 
 
 def _twilio_inbound(event: WebhookEvent, payload: dict) -> None:
@@ -346,12 +408,12 @@ def _twilio_inbound(event: WebhookEvent, payload: dict) -> None:
     if len(organizations) == 1:
         event.organization = organizations[0]
     body = str(payload.get("Body") or "")
-    keyword = sms_keyword(body)
+    keyword = _inbound_keyword(payload, phone, organizations)
+    if keyword == "help":
+        mark(event, WebhookEvent.State.IGNORED, "Help keyword (Twilio answers it).")
+        return
     if keyword:
         _twilio_apply(event, lambda: _twilio_keyword(event, keyword, phone, organizations))
-        return
-    if body.strip().upper() in TWILIO_HELP_WORDS:
-        mark(event, WebhookEvent.State.IGNORED, "Help keyword (Twilio answers it).")
         return
     outcome = _latest_sms_outcome(organization_ids=org_ids, phone=phone)
     if outcome is None:
@@ -381,7 +443,11 @@ PROCESSORS: dict[str, Callable[[WebhookEvent], None]] = {
 
 
 def webhook_event_process(*, event_id: int) -> WebhookEvent | None:
-    """Apply one stored event to its outcome (idempotent: an event in a final state returns at once)."""
+    """Apply one stored event to its outcome (idempotent: an event in a final state returns at once).
+
+    The processor runs in a savepoint: an unexpected error undoes its writes but not the attempt count, so a
+    poison event is retried with backoff and then failed with its error instead of coming back for ever.
+    Transient database errors (a lost connection) are raised for the task's retry."""
     with transaction.atomic():
         event = WebhookEvent.objects.select_for_update().filter(pk=event_id).first()
         if event is None:
@@ -389,34 +455,58 @@ def webhook_event_process(*, event_id: int) -> WebhookEvent | None:
             return None
         if event.state in FINAL_STATES:
             return event
-        processor = PROCESSORS.get(event.provider)
         event.attempts = min(event.attempts + 1, 32767)
-        if processor is None:
-            event.state = WebhookEvent.State.FAILED
-            event.error = f"No processor for provider '{event.provider}'."
-        else:
-            processor(event)
+        _run_processor(event)
         if event.state in FINAL_STATES:
             event.processed_at = timezone.now()
+            event.next_attempt_at = None
+        else:
+            event.next_attempt_at = timezone.now() + retry_delay(event.attempts)
         event.save()
     return event
 
 
+def _run_processor(event: WebhookEvent) -> None:
+    processor = PROCESSORS.get(event.provider)
+    if processor is None:
+        mark(event, WebhookEvent.State.FAILED, f"No processor for provider '{event.provider}'.")
+        return
+    try:
+        with transaction.atomic():
+            processor(event)
+    except TRANSIENT:
+        raise
+    except Exception as exc:
+        logger.exception("webhook event %s: processing failed (attempt %s)", event.pk, event.attempts)
+        error = f"{type(exc).__name__}: {exc}"[:2000]
+        if event.attempts >= MAX_PROCESSING_ERRORS:
+            mark(event, WebhookEvent.State.FAILED, f"{error} (gave up after {event.attempts} attempts)")
+        else:
+            mark(event, WebhookEvent.State.RECEIVED, error)
+
+
+def retry_delay(attempts: int) -> timedelta:
+    """1, 2, 4 … minutes after the n-th attempt, at most RETRY_MAX_SECONDS."""
+    return timedelta(seconds=min(RETRY_FIRST_SECONDS * 2 ** min(max(attempts - 1, 0), 16), RETRY_MAX_SECONDS))
+
+
 def webhook_events_sweep(*, older_than_seconds: int = 60, limit: int = 500) -> int:
-    """Re-enqueue stored events not processed yet (lost enqueue, crash, or still unmatched). Returns how many."""
+    """Re-enqueue stored events not processed yet: never enqueued (the broker was down), lost by a crash, or
+    unmatched and due for their next try. Events older than RETRY_FOR stay as they are. Returns how many."""
     from webhooks.tasks import process_webhook_events  # the tasks module imports this one
 
-    cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
+    now = timezone.now()
     ids = list(
         WebhookEvent.objects.filter(
+            Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now),
             provider__in=list(PROCESSORS),
             state__in=[WebhookEvent.State.RECEIVED, WebhookEvent.State.UNMATCHED],
-            received_at__lte=cutoff,
-            attempts__lt=SWEEP_MAX_ATTEMPTS,
+            received_at__lte=now - timedelta(seconds=older_than_seconds),
+            received_at__gte=now - RETRY_FOR,
         )
         .order_by("attempts", "received_at")
         .values_list("id", flat=True)[:limit]
     )
     for start in range(0, len(ids), SWEEP_BATCH):
-        process_webhook_events.delay_on_commit(ids[start : start + SWEEP_BATCH])
+        enqueue_on_commit(process_webhook_events, ids[start : start + SWEEP_BATCH])
     return len(ids)

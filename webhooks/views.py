@@ -7,7 +7,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from webhooks.common import MalformedPayload
+from webhooks.common import MalformedPayload, enqueue_on_commit
 from webhooks.crm import CrmRequest, crm_events_receive
 from webhooks.crm_formats import DEALS, MEETINGS
 from webhooks.inbox import inbox_messages_parse, inbox_messages_store
@@ -65,7 +65,7 @@ def sendgrid_events(request: HttpRequest) -> JsonResponse:
     events = sendgrid_events_parse(raw_body=raw_body)
     new_ids = sendgrid_events_store(events=events, headers=dict(request.headers), signature=signature)
     if new_ids:  # one task for the batch, not one per event: a burst stays a few broker messages
-        process_webhook_events.delay_on_commit(new_ids)
+        enqueue_on_commit(process_webhook_events, new_ids)
     return JsonResponse({"received": len(events), "new": len(new_ids)})
 
 
@@ -79,7 +79,7 @@ def twilio_messages(request: HttpRequest) -> HttpResponse:
     signature = twilio_signature_check(url=url, params=params, headers=request.headers)
     event_id = twilio_event_store(params=params, raw_body=raw_body, headers=dict(request.headers), signature=signature)
     if event_id is not None:
-        process_webhook_event.delay_on_commit(event_id)
+        enqueue_on_commit(process_webhook_event, event_id)
     return HttpResponse(EMPTY_TWIML, content_type="text/xml")
 
 
@@ -90,7 +90,7 @@ def inbox_sync(request: HttpRequest) -> JsonResponse:
     messages = inbox_messages_parse(raw_body=request.body)
     new_ids = inbox_messages_store(messages=messages, headers=dict(request.headers), signature=signature)
     if new_ids:  # one task for the batch, like the SendGrid receiver
-        process_webhook_events.delay_on_commit(new_ids)
+        enqueue_on_commit(process_webhook_events, new_ids)
     return JsonResponse({"received": len(messages), "new": len(new_ids)})
 
 
@@ -106,7 +106,7 @@ def _crm_events(request: HttpRequest, endpoint: str) -> HttpResponse:
     )
     receipt = crm_events_receive(request=crm_request)
     if receipt.new_ids:  # one task for the batch, like the SendGrid receiver
-        process_webhook_events.delay_on_commit(receipt.new_ids)
+        enqueue_on_commit(process_webhook_events, receipt.new_ids)
     if receipt.provider == WebhookEvent.Provider.SALESFORCE:
         return HttpResponse(SALESFORCE_ACK, content_type="text/xml")
     return JsonResponse({"received": receipt.received, "new": len(receipt.new_ids)})

@@ -22,7 +22,8 @@ P, N, U = OutcomeLabel.Label.POSITIVE, OutcomeLabel.Label.NEGATIVE, OutcomeLabel
         ({"replied": True, "objection_detected": True}, (N, 2.0)),
         ({"replied": True, "objection_type": "price"}, (N, 2.0)),
         ({"replied": True, "objection_type": "none"}, (U, 1.0)),
-        ({"replied": True, "sentiment_label": "negative", "interest_signal": False}, (U, 1.0)),
+        # seed 004: a negative reply is a negative example, like an objection
+        ({"replied": True, "sentiment_label": "negative", "interest_signal": False}, (N, 2.0)),
         ({"bounced": True}, (N, 0.5)),
         ({"unsubscribed": True}, (N, 0.5)),
         ({"spam_reported": True}, (N, 0.5)),

@@ -43,7 +43,7 @@ def test_the_labelled_set_covers_every_kind_of_reply():
     assert min(objections.values()) >= 8
 
 
-def test_the_rule_fallback_labels_the_set_accurately():
+def test_the_rule_fallback_labels_the_set_accurately(report_figure):
     """Lines 1-130 were written before any rule; lines 131-284 came in four later batches written as blind checks,
     each measured before it informed a rule change: sentiment_label accuracy 64.7%, 59.5%, 72.5%, 78.9% (category
     58-65% on the last two). Expect about that on replies unlike these; the figures printed here are on text the
@@ -64,6 +64,7 @@ def test_the_rule_fallback_labels_the_set_accurately():
     for name in sorted({row["category"] for row in rows}):
         subset = [(row, got) for row, got in results if row["category"] == name]
         print(f"  {name:14} n={len(subset):3}  label {accuracy('sentiment_label', subset):.0%}")
+    report_figure(f"rule fallback on {len(rows)} labelled replies: label {label:.1%}, category {category:.1%}")
     assert label >= 0.85
     assert category >= 0.80
 
@@ -299,6 +300,27 @@ def test_an_invalid_answer_falls_back_to_the_rules(openai_server, lead, content,
 
     assert analysis.source == "rules" and analysis.objection_type == "competitor"
     assert analysis.extra["fallback_reason"].startswith(f"LLM failed: {reason}")
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        ("<html><body>502 Bad Gateway</body></html>", "text/html"),  # a proxy's page with status 200
+        ("", "application/json"),
+        ('{"id": "chatcmpl-1", "object": "chat.completion"}', "application/json"),  # no choices
+        ('{"choices": [{"index": 0, "message": null, "finish_reason": "stop"}]}', "application/json"),
+    ],
+    ids=["html", "empty", "no-choices", "null-message"],
+)
+def test_a_server_that_does_not_speak_the_api_falls_back_to_the_rules(openai_server, lead, body, content_type):
+    openai_server.expect_request("/v1/chat/completions", method="POST").respond_with_response(
+        Response(body, status=200, content_type=content_type)
+    )
+
+    analysis = _ask(lead)
+
+    assert analysis.source == "rules" and analysis.objection_type == "competitor"
+    assert analysis.extra["fallback_reason"].startswith("LLM failed: ")
 
 
 def test_a_refusal_falls_back_to_the_rules(openai_server, lead):

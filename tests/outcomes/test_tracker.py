@@ -112,6 +112,28 @@ def test_scanner_user_agent_open_and_click_are_not_engagement(outcome, t0, user_
     assert _lead(row).state == Lead.State.CONTACTED
 
 
+def test_a_provider_flagged_machine_open_is_not_engagement_even_hours_later(outcome, t0):
+    tracker.track_delivered(outcome.pk, at=t0)
+    row = tracker.track_opened(outcome.pk, at=t0 + timedelta(minutes=40), user_agent="Mozilla/5.0", machine=True)
+    assert (row.bot_open_count, row.open_count, row.opened) == (1, 0, False)
+    assert _lead(row).state == Lead.State.CONTACTED
+
+
+@pytest.mark.parametrize(
+    ("user_agent", "machine"),
+    [
+        ("Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)", True),
+        ("Twitterbot/1.0", True),
+        ("Slackbot-LinkExpanding 1.0 (+https://api.slack.com/robots)", True),
+        ("Mozilla/5.0 (Linux; Android 12; CUBOT X50) AppleWebKit/537.36 Chrome/120 Mobile Safari/537.36", False),
+        ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15", False),
+    ],
+)
+def test_crawlers_named_bot_are_machines_but_a_phone_brand_is_not(t0, user_agent, machine):
+    later = t0 + timedelta(hours=1)
+    assert tracker.is_machine_click(delivered_at=t0, at=later, user_agent=user_agent) is machine
+
+
 def test_open_and_click_within_seconds_of_delivery_are_machine(outcome, t0):
     tracker.track_delivered(outcome.pk, at=t0)
     tracker.track_opened(outcome.pk, at=t0 + timedelta(seconds=2), user_agent=HUMAN_UA)
@@ -218,8 +240,9 @@ def test_lost_deal_never_overrides_a_won_one(outcome, t0):
     assert _lead(row).state == Lead.State.LOST
     row = tracker.track_deal(outcome.pk, at=t0 + timedelta(days=1), won=True, value=900)
     assert row.deal_closed and not row.deal_lost
-    row = tracker.track_deal(outcome.pk, at=t0 + timedelta(days=2), won=False)
+    row = tracker.track_deal(outcome.pk, at=t0 + timedelta(days=2), won=False, value=500)
     assert row.deal_closed and not row.deal_lost
+    assert row.deal_value == Decimal("900.00")  # a late "lost" does not rewrite the won deal's value
 
 
 # --- Opt-outs -------------------------------------------------------------------------------------

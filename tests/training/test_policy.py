@@ -112,7 +112,7 @@ def _context(framework: str, seniority: str, **overrides) -> dict:
     }
 
 
-def test_learns_the_planted_signal_and_stores_its_evaluation(settings):
+def test_learns_the_planted_signal_and_stores_its_evaluation(settings, report_figure):
     organization = OrganizationFactory()
     run = TrainingRunFactory(kind=ModelVersion.Kind.POLICY, backend=ModelVersion.Backend.LOCAL)
     planted_outcomes(organization, n=4000)
@@ -120,7 +120,7 @@ def test_learns_the_planted_signal_and_stores_its_evaluation(settings):
     version = policy_train(run=run, organization_id=organization.pk)
 
     metrics = version.metrics
-    print(f"held-out AUC {metrics['auc']}, log loss {metrics['log_loss']}, Brier {metrics['brier']}")
+    report_figure(f"local policy, planted signal: held-out AUC {metrics['auc']}, log loss {metrics['log_loss']}")
     assert metrics["auc"] >= 0.65 and metrics["split"] == "lead"
     assert 0 < metrics["log_loss"] < 0.5 and 0 < metrics["brier"] < 0.2
     assert 0.05 < metrics["base_rate"] < 0.15

@@ -33,7 +33,9 @@ def test_nothing_deployed_means_no_arm():
     assert arm_for(lead_id=1, kind=POLICY) is None
 
 
-def test_a_ten_percent_challenger_gets_ten_percent_of_100000_leads(django_assert_max_num_queries, monkeypatch):
+def test_a_ten_percent_challenger_gets_ten_percent_of_100000_leads(
+    django_assert_max_num_queries, monkeypatch, report_figure
+):
     monkeypatch.setattr(split, "CACHE_SECONDS", 60.0)  # the cache window, not a busy machine's speed, is tested
     champion = _deployed(ModelVersion.Role.CHAMPION)
     challenger = _deployed(ModelVersion.Role.CHALLENGER, 10)
@@ -45,7 +47,7 @@ def test_a_ten_percent_challenger_gets_ten_percent_of_100000_leads(django_assert
     elapsed = time.perf_counter() - started
 
     share = sum(arm == challenger for arm in arms) / len(arms)
-    print(f"challenger share {share:.4%} over {len(arms)} leads in {elapsed:.2f}s")
+    report_figure(f"challenger share {share:.4%} over {len(arms)} leads in {elapsed:.2f}s")
     assert 0.095 <= share <= 0.105
     assert sum(arm == champion for arm in arms) == len(arms) - sum(arm == challenger for arm in arms)
 

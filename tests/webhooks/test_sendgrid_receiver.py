@@ -1,12 +1,17 @@
 import time
+from datetime import timedelta
+from unittest import mock
 
 import pytest
+from django.db import OperationalError
+from django.utils import timezone
 
 from outcomes.models import OutcomeLabel
 from tests.webhooks.conftest import SENDGRID_PATH, body_of, sendgrid_event
 from webhooks.models import WebhookEvent
+from webhooks.services import webhook_events_sweep
 from webhooks.signatures import SignatureRejected, sendgrid_signature_check
-from webhooks.tasks import process_webhook_event
+from webhooks.tasks import process_webhook_event, process_webhook_events
 
 pytestmark = pytest.mark.django_db
 
@@ -96,8 +101,10 @@ def test_stored_headers_drop_credentials(post_signed, outcome):
         {"X-Twilio-Email-Event-Webhook-Signature": "not base64!"},
         {"X-Twilio-Email-Event-Webhook-Signature": ""},
         {"X-Twilio-Email-Event-Webhook-Timestamp": "yesterday"},
+        {"X-Twilio-Email-Event-Webhook-Timestamp": "9" * 400},
+        {"X-Twilio-Email-Event-Webhook-Timestamp": "-1"},
     ],
-    ids=["wrong", "malformed", "missing", "bad-timestamp"],
+    ids=["wrong", "malformed", "missing", "bad-timestamp", "absurd-timestamp", "negative-timestamp"],
 )
 def test_a_bad_signature_is_refused(post_signed, outcome, overrides):
     response = post_signed(body_of([sendgrid_event(outcome, "delivered", 1)]), **overrides)
@@ -163,7 +170,9 @@ def test_no_key_in_debug_accepts_and_says_so(client, settings, outcome, caplog):
         ('[{"event": "delivered"}]', "sg_event_id"),
         ('[{"sg_event_id": "e1"}]', "'event'"),
         ("[1]", "not an object"),
+        ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
     ],
+    ids=["not-json", "object", "no-event-id", "no-event", "not-objects", "deep"],
 )
 def test_a_malformed_body_gets_400_and_nothing_is_stored(post_signed, body, reason):
     response = post_signed(body)
@@ -171,6 +180,29 @@ def test_a_malformed_body_gets_400_and_nothing_is_stored(post_signed, body, reas
     assert response.status_code == 400
     assert reason in response.json()["detail"]
     assert not WebhookEvent.objects.exists()
+
+
+def test_a_broker_outage_still_answers_2xx_and_the_sweep_gets_the_events(
+    post_signed, outcome, monkeypatch, django_capture_on_commit_callbacks, caplog
+):
+    def broker_down(*args, **kwargs):
+        raise OperationalError("[Errno 111] Connection refused")
+
+    monkeypatch.setattr(process_webhook_events, "delay", broker_down)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = post_signed(body_of([sendgrid_event(outcome, "delivered", 1)]))
+
+    assert response.status_code == 200  # stored: SendGrid must not resend it
+    event = WebhookEvent.objects.get()
+    assert event.state == WebhookEvent.State.RECEIVED
+    assert "sweep will pick the events up" in caplog.text
+    WebhookEvent.objects.update(received_at=timezone.now() - timedelta(minutes=2))
+    with (
+        mock.patch("webhooks.tasks.process_webhook_events.delay") as delay,
+        django_capture_on_commit_callbacks(execute=True),
+    ):
+        assert webhook_events_sweep() == 1
+    delay.assert_called_once_with([event.pk])
 
 
 def test_only_post_is_allowed(client, signer):

@@ -158,12 +158,13 @@ def test_failed_with_21610_is_a_hard_bounce_and_suppresses_the_number(post_twili
     ).exists()
 
 
-def test_undelivered_with_another_code_is_only_a_soft_note(post_twilio, sms_outcome):
-    post_twilio(status_callback(sms_outcome, "undelivered", ErrorCode="30007"))
+def test_undelivered_with_another_code_is_a_soft_bounce_and_no_suppression(post_twilio, sms_outcome):
+    post_twilio(status_callback(sms_outcome, "undelivered", ErrorCode="30007"))  # carrier filtering
 
     assert WebhookEvent.objects.get().state == WebhookEvent.State.PROCESSED
     sms_outcome.refresh_from_db()
-    assert not sms_outcome.bounced
+    assert sms_outcome.bounced  # final for this message
+    assert not Suppression.objects.exists()  # the number may work another time
     assert sms_outcome.bounce_type == OutcomeLabel.BounceType.SOFT
     assert sms_outcome.bounce_reason == "Twilio 30007"
 
@@ -259,6 +260,39 @@ def test_start_leaves_other_suppressions_alone(post_twilio, sms_outcome):
     post_twilio(inbound("Start"))
 
     assert Suppression.objects.filter(value="+14155550199").exists()
+
+
+def test_start_lifts_only_the_sms_opt_out_not_a_bounce_or_crm_block(post_twilio, sms_outcome):
+    for reason in (Suppression.Reason.HARD_BOUNCE, Suppression.Reason.CRM_DO_NOT_CONTACT):
+        other = LeadFactory(phone=PHONE)
+        SuppressionFactory(organization=other.organization, kind=Suppression.Kind.PHONE, value=PHONE, reason=reason)
+
+    post_twilio(inbound("UNSTOP"))
+
+    kept = Suppression.objects.filter(kind=Suppression.Kind.PHONE, value=PHONE).values_list("reason", flat=True)
+    assert sorted(kept) == sorted([Suppression.Reason.HARD_BOUNCE, Suppression.Reason.CRM_DO_NOT_CONTACT])
+
+
+def test_yes_is_a_reply_unless_the_number_opted_out(post_twilio, sms_outcome):
+    post_twilio(inbound("Yes", sid="SMyes1"))
+
+    sms_outcome.refresh_from_db()
+    assert sms_outcome.replied  # an answer to the message, not an opt-in
+
+    post_twilio(inbound("STOP", sid="SMstop1"))
+    post_twilio(inbound("yes", sid="SMyes2"))
+
+    assert not Suppression.objects.filter(kind=Suppression.Kind.PHONE, value=PHONE).exists()  # opted back in
+
+
+def test_advanced_opt_out_type_is_followed_for_custom_keywords(post_twilio, sms_outcome):
+    post_twilio({**inbound("ARRET", sid="SMarret"), "OptOutType": "STOP"})
+
+    assert Suppression.objects.filter(
+        kind=Suppression.Kind.PHONE, value=PHONE, reason=Suppression.Reason.SMS_STOP
+    ).exists()
+    sms_outcome.refresh_from_db()
+    assert not sms_outcome.replied and sms_outcome.unsubscribed
 
 
 def test_an_inbound_reply_marks_the_latest_sms_outcome_replied(post_twilio, sms_outcome):
