@@ -78,6 +78,19 @@ def test_production_settings_pass_check_deploy(tmp_path):
         DEBUG="false",
         SECRET_KEY="x7Kq2v9LmN4pR8sT1wY6zB3cF5hJ0dG-aE_uI9oP2kM7nV4bX1qW8rT5yZ3",
         ALLOWED_HOSTS="rex.example.com",
+        PUBLIC_BASE_URL="https://rex.example.com",
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "System check identified no issues" in done.stdout
+
+
+def test_check_deploy_warns_about_a_loopback_public_base_url(tmp_path):
+    done = _run(
+        tmp_path,
+        ["manage.py", "check", "--deploy"],
+        DEBUG="false",
+        SECRET_KEY="x7Kq2v9LmN4pR8sT1wY6zB3cF5hJ0dG-aE_uI9oP2kM7nV4bX1qW8rT5yZ3",
+        ALLOWED_HOSTS="rex.example.com",
+        PUBLIC_BASE_URL="http://127.0.0.1:8000",
+    )
+    assert "webhooks.W001" in done.stderr + done.stdout
