@@ -110,6 +110,7 @@ class InlineBackend:
             "OPENAI_API_KEY": "",
             "SCRAPER_WEBSITE_ENABLED": False,
             "DNS_NAMESERVERS": [nameserver],
+            "TRAINING_SETTLE_HOURS": 0,  # see child_env
         }
 
     def start(self, *, token: str, credentials, nameserver: str) -> None:

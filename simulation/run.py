@@ -94,6 +94,8 @@ def child_env(*, credentials: Credentials, base_url: str, nameserver: str) -> di
         "OPENAI_API_KEY": "",
         "SCRAPER_WEBSITE_ENABLED": "false",
         "DNS_NAMESERVERS": nameserver,
+        # A simulated week is minutes long and every answer is in before the weekly cycle: all of it is settled.
+        "TRAINING_SETTLE_HOURS": "0",
         "LOG_LEVEL": os.environ.get("LOG_LEVEL", "WARNING"),
     }
 

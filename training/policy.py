@@ -121,10 +121,12 @@ def balanced_weights(labels: np.ndarray, weights: np.ndarray) -> np.ndarray:
 
 
 def dataset_load(*, organization_id: int | None = None) -> Dataset:
-    """Every sent message that had a strategy (leads who opted out left out), streamed from the database
-    (``.values()``, no model instances)."""
+    """Every settled sent message that had a strategy (leads who opted out left out), streamed from the database
+    (``.values()``, no model instances). Settled: sent at least TRAINING_SETTLE_HOURS ago, whatever came back;
+    counting only the fresh messages that already have an answer would inflate the newest strategies."""
+    settled = timezone.now() - dt.timedelta(hours=settings.TRAINING_SETTLE_HOURS)
     queryset = without_opted_out(
-        OutcomeLabel.objects.filter(sent_at__isnull=False).exclude(framework="").exclude(tone="")
+        OutcomeLabel.objects.filter(sent_at__isnull=False, sent_at__lte=settled).exclude(framework="").exclude(tone="")
     )
     if organization_id is not None:
         queryset = queryset.filter(organization_id=organization_id)

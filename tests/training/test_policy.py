@@ -8,6 +8,7 @@ import joblib
 import numpy as np
 import pytest
 from django.core.exceptions import ValidationError
+from django.utils import timezone
 
 from agents.models import Lead
 from agents.pipeline.seniority import seniority_band
@@ -229,6 +230,15 @@ def test_only_sent_messages_with_a_strategy_of_the_organization_are_used():
     planted_outcomes(other, n=50, seed=8)
     OutcomeLabelFactory(message=None, organization=organization, sent_at=None)  # never went out
     OutcomeLabelFactory(message=None, organization=organization, sent_at=SENT_AT, framework="")  # no strategy
+    for replied in (True, False):  # not settled: sent an hour ago, answered or not yet
+        OutcomeLabelFactory(
+            message=None,
+            organization=organization,
+            sent_at=timezone.now() - dt.timedelta(hours=1),
+            replied=replied,
+            framework="PAS",
+            tone="direct",
+        )
 
     data = policy.dataset_load(organization_id=organization.pk)
 
