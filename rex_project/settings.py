@@ -249,6 +249,9 @@ OPENAI_MODEL = env.str("OPENAI_MODEL", default="gpt-4o-mini")
 OPENAI_FINE_TUNE_BASE_MODEL = env.str("OPENAI_FINE_TUNE_BASE_MODEL", default="gpt-4o-2024-08-06")
 # % of leads never contacted, so the real lift of the models can be measured (0-100; raising it only adds leads).
 TRAINING_HOLDOUT_PERCENTAGE = env.float("TRAINING_HOLDOUT_PERCENTAGE", default=0.0)
+# The local policy learns only from messages sent at least this long ago: a reply, meeting or bounce takes days to
+# come back, and a fresh message without one yet is not a "no response".
+TRAINING_SETTLE_HOURS = env.float("TRAINING_SETTLE_HOURS", default=72.0)
 # Exported fine-tuning datasets (one folder per run) and trained local models live here.
 TRAINING_DIR = Path(env.str("TRAINING_DIR", default=str(VAR_DIR / "training")))
 OPENAI_TIMEOUT = env.float("OPENAI_TIMEOUT", default=20.0)
@@ -282,8 +285,16 @@ SCRAPER_CACHE_TTL = env.int("SCRAPER_CACHE_TTL", default=7 * 24 * 3600)
 HUBSPOT_CLIENT_SECRET = env.str("HUBSPOT_CLIENT_SECRET", default="")
 PIPEDRIVE_WEBHOOK_USER = env.str("PIPEDRIVE_WEBHOOK_USER", default="")
 PIPEDRIVE_WEBHOOK_PASSWORD = env.str("PIPEDRIVE_WEBHOOK_PASSWORD", default="")
-# Salesforce Outbound Messages cannot be signed: only this org's (15- or 18-character id) are accepted.
+# Salesforce Outbound Messages cannot be signed: the endpoint URL carries ?token=<SALESFORCE_WEBHOOK_TOKEN>, and
+# only this org's messages (15- or 18-character id) are accepted.
+SALESFORCE_WEBHOOK_TOKEN = env.str("SALESFORCE_WEBHOOK_TOKEN", default="")
 SALESFORCE_ORGANIZATION_ID = env.str("SALESFORCE_ORGANIZATION_ID", default="")
+# CRM REST APIs, read in the Celery task when a webhook event carries no REX ids (HubSpot: a private app's token
+# with crm.objects.deals.read and crm.objects.contacts.read; Pipedrive: an API token, base URL without /api).
+HUBSPOT_ACCESS_TOKEN = env.str("HUBSPOT_ACCESS_TOKEN", default="")
+HUBSPOT_API_BASE_URL = env.str("HUBSPOT_API_BASE_URL", default="https://api.hubapi.com")
+PIPEDRIVE_API_TOKEN = env.str("PIPEDRIVE_API_TOKEN", default="")
+PIPEDRIVE_API_URL = env.str("PIPEDRIVE_API_URL", default="https://api.pipedrive.com")
 CRM_WEBHOOK_SECRET = env.str("CRM_WEBHOOK_SECRET", default="")
 INBOX_WEBHOOK_SECRET = env.str("INBOX_WEBHOOK_SECRET", default="")
 
