@@ -1,18 +1,29 @@
 """CRM webhooks (HubSpot, Pipedrive, Salesforce and REX's generic JSON): detect the format, verify the request,
 store one WebhookEvent per CRM event; later, in the Celery task, link each event to an outcome and record it.
 
+Each endpoint records its own kind of event: deals (opportunity, won, lost) only from /webhooks/crm/deals,
+meetings only from /webhooks/crm/meetings, a contact's do-not-contact from either. An event of the other kind, or
+one REX does not read (a HubSpot association change), is stored as ignored with the reason; the rest of the
+batch goes on. An operator can still reprocess such an event: it is then recorded like any other.
+
 Linking, strongest first: a REX outcome id, else a REX lead id (that lead's most recent outcome), else the contact
-email (the most recent outcome of a lead with that email, whatever the organization). An event that finds no
-outcome yet is kept as unmatched and retried by the sweep; a do-not-contact needs only a lead.
+email. When the event carries none of them (HubSpot sends object ids only; Pipedrive a person id), the CRM's API
+is asked for the contact's email (webhooks.crm_lookup). An event that finds no outcome yet is kept as unmatched
+and retried by the sweep; a do-not-contact needs only a lead.
+
+Known limitation: the CRM secrets are global, so a request does not say which REX organization it is for. An
+email known in several organizations links to the one whose outcome has the most recent message (logged).
 """
 
 import json
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
 from django.core.exceptions import ValidationError
 from django.db.models import F
+from django.utils import timezone
 
 from agents.compliance import suppress
 from agents.models import Lead, Organization, Suppression
@@ -23,6 +34,7 @@ from webhooks.crm_formats import (
     CrmAction,
     CrmLink,
     Incoming,
+    endpoint_checked,
     generic_action,
     generic_events_parse,
     hubspot_action,
@@ -30,10 +42,12 @@ from webhooks.crm_formats import (
     hubspot_shaped,
     pipedrive_action,
     pipedrive_events_parse,
+    pipedrive_shaped,
     salesforce_action,
     salesforce_notifications_parse,
     stored_payload,
 )
+from webhooks.crm_lookup import LookupFailed, crm_action_complete
 from webhooks.models import WebhookEvent
 from webhooks.signatures import (
     HUBSPOT_SIGNATURE_HEADER,
@@ -41,7 +55,10 @@ from webhooks.signatures import (
     pipedrive_basic_auth_check,
     rex_hmac_signature_check,
     salesforce_organization_check,
+    salesforce_token_check,
 )
+
+logger = logging.getLogger("rex.webhooks")
 
 Provider = WebhookEvent.Provider
 State = WebhookEvent.State
@@ -52,6 +69,8 @@ BOM_AND_SPACE = b"\xef\xbb\xbf \t\r\n"
 
 @dataclass(frozen=True)
 class CrmReceipt:
+    """``new_ids``: the new events to process (events stored as ignored are not in it)."""
+
     provider: str
     received: int
     new_ids: list[int]
@@ -70,18 +89,21 @@ class CrmRequest:
 
 
 def crm_format_detect(*, raw_body: bytes, headers: Mapping[str, str]) -> tuple[str, object]:
-    """``(provider, parsed JSON body)`` (None for Salesforce's XML): HubSpot sends a JSON array of
-    subscription events, Pipedrive an object with ``meta``, Salesforce a SOAP envelope; any other JSON is the
-    generic format."""
+    """``(provider, parsed JSON body)`` (None for Salesforce's XML): HubSpot sends a JSON array of subscription
+    events (or signs with its v3 header), Pipedrive an object with ``meta.entity`` and ``data`` (v1:
+    ``meta.object`` and ``current``), Salesforce a SOAP envelope; any other JSON is the generic format (which may
+    have a ``meta`` key of its own)."""
     if raw_body.lstrip(BOM_AND_SPACE).startswith(b"<"):
         return Provider.SALESFORCE, None
     try:
         body = json.loads(raw_body)
     except ValueError as exc:  # also UnicodeDecodeError
         raise MalformedPayload(f"Body is neither JSON nor a Salesforce SOAP message: {exc}") from None
+    except RecursionError:
+        raise MalformedPayload("Body is nested too deeply.") from None
     if headers.get(HUBSPOT_SIGNATURE_HEADER) or hubspot_shaped(body):
         return Provider.HUBSPOT, body
-    if isinstance(body, dict) and "meta" in body:
+    if pipedrive_shaped(body):
         return Provider.PIPEDRIVE, body
     return Provider.CRM_GENERIC, body
 
@@ -90,7 +112,7 @@ def _generic(request: CrmRequest, body) -> tuple[str, list[Incoming]]:
     signature = rex_hmac_signature_check(
         raw_body=request.raw_body, headers=request.headers, setting="CRM_WEBHOOK_SECRET"
     )
-    return signature, generic_events_parse(body=body, endpoint=request.endpoint)
+    return signature, generic_events_parse(body=body)
 
 
 def _hubspot(request: CrmRequest, body) -> tuple[str, list[Incoming]]:
@@ -106,9 +128,12 @@ def _pipedrive(request: CrmRequest, body) -> tuple[str, list[Incoming]]:
 
 
 def _salesforce(request: CrmRequest, body) -> tuple[str, list[Incoming]]:
-    # Nothing to verify before reading the envelope: the organization id is inside it.
+    """The shared token of the endpoint URL first; then the envelope, and the organization id inside it."""
+    token = salesforce_token_check(uri=request.uri)
     organization_id, incoming = salesforce_notifications_parse(raw_body=request.raw_body)
-    return salesforce_organization_check(organization_id=organization_id), incoming
+    organization = salesforce_organization_check(organization_id=organization_id)
+    valid = token == organization == WebhookEvent.Signature.VALID
+    return (WebhookEvent.Signature.VALID if valid else WebhookEvent.Signature.NOT_CONFIGURED), incoming
 
 
 RECEIVERS: dict[str, Callable[[CrmRequest, object], tuple[str, list[Incoming]]]] = {
@@ -119,20 +144,25 @@ RECEIVERS: dict[str, Callable[[CrmRequest, object], tuple[str, list[Incoming]]]]
 }
 
 
+def _row(provider: str, item: Incoming, headers: dict, signature: str) -> WebhookEvent:
+    row = WebhookEvent(
+        provider=provider,
+        provider_event_id=item.provider_event_id,
+        event_type=item.event_type[:64],
+        raw_body=json.dumps(item.payload),
+        headers=headers,
+        signature=signature,
+    )
+    if item.ignored:  # stored for the record, never processed
+        row.state, row.error, row.processed_at = State.IGNORED, item.ignored, timezone.now()
+    return row
+
+
 def crm_events_store(*, provider: str, incoming: list[Incoming], headers: dict, signature: str) -> list[int]:
-    """One WebhookEvent per CRM event (a repeat of a provider event id is ignored). Returns the ids of new rows."""
+    """One WebhookEvent per CRM event (a repeat of a provider event id is ignored). Returns the ids of the new
+    rows to process (not those stored as ignored)."""
     kept = kept_headers(headers)
-    rows = {
-        item.provider_event_id: WebhookEvent(
-            provider=provider,
-            provider_event_id=item.provider_event_id,
-            event_type=item.event_type[:64],
-            raw_body=json.dumps(item.payload),
-            headers=kept,
-            signature=signature,
-        )
-        for item in incoming
-    }
+    rows = {item.provider_event_id: _row(provider, item, kept, signature) for item in incoming}
     existing = set(
         WebhookEvent.objects.filter(provider=provider, provider_event_id__in=rows).values_list(
             "provider_event_id", flat=True
@@ -150,6 +180,7 @@ def crm_events_receive(*, request: CrmRequest) -> CrmReceipt:
     before anything is written."""
     provider, body = crm_format_detect(raw_body=request.raw_body, headers=request.headers)
     signature, incoming = RECEIVERS[provider](request, body)
+    incoming = [endpoint_checked(item, request.endpoint) for item in incoming]
     new_ids = crm_events_store(provider=provider, incoming=incoming, headers=dict(request.headers), signature=signature)
     return CrmReceipt(provider=provider, received=len(incoming), new_ids=new_ids)
 
@@ -168,14 +199,29 @@ def _unlinked(link: CrmLink, *, what: str = "outcome") -> str:
     return f"{link.subject}: no REX {what} matches {', '.join(known)} yet."
 
 
+def _several_organizations(link: CrmLink, chosen: Organization) -> None:
+    """Log when the email of an event is a lead's in more than one organization (the CRM secrets are global: the
+    request cannot say which organization it is for)."""
+    count = Lead.objects.filter(email__iexact=link.email).values("organization_id").distinct().count()
+    if count > 1:
+        logger.warning(
+            "%s: %s is a lead in %s organizations; linked to organization %s (the most recent message)",
+            link.subject,
+            link.email,
+            count,
+            chosen.pk,
+        )
+
+
 def crm_outcome_find(*, link: CrmLink) -> OutcomeLabel | None:
     outcomes = OutcomeLabel.objects.select_related("organization", "lead", "message")
     if link.outcome_id and (outcome := outcomes.filter(pk=link.outcome_id).first()):
         return outcome
     if link.lead_id and (outcome := outcomes.filter(lead_id=link.lead_id).order_by(*RECENT).first()):
         return outcome
-    if link.email:
-        return outcomes.filter(lead__email__iexact=link.email).order_by(*RECENT).first()
+    if link.email and (outcome := outcomes.filter(lead__email__iexact=link.email).order_by(*RECENT).first()):
+        _several_organizations(link, outcome.organization)
+        return outcome
     return None
 
 
@@ -189,6 +235,8 @@ def _dnc_target(link: CrmLink) -> tuple[Organization, str] | None:
     lead = leads.filter(pk=link.lead_id).first() if link.lead_id else None
     if lead is None and link.email:
         lead = leads.filter(email__iexact=link.email).order_by("-created_at", "-id").first()
+        if lead is not None:
+            _several_organizations(link, lead.organization)
     return (lead.organization, link.email or lead.email) if lead else None
 
 
@@ -240,15 +288,33 @@ def _do_not_contact(event: WebhookEvent, action: CrmAction) -> None:
     )
 
 
-def crm_event_process(event: WebhookEvent) -> None:
-    """The PROCESSORS entry of every CRM provider: sets the event's state (and organization once linked)."""
+def _stored_action(event: WebhookEvent) -> CrmAction | None:
+    """What the stored event asks for, completed from the CRM's API when the event lacks it; None once the event
+    is marked (failed, ignored, or unmatched because the lookup could not answer)."""
     try:
         action = ACTIONS[event.provider](stored_payload(event.raw_body))
     except (ValueError, KeyError, TypeError) as exc:  # a stored body that does not read never will
         mark(event, State.FAILED, f"Unreadable stored event: {exc!r}")
-        return
+        return None
     if not action.kind:
         mark(event, State.IGNORED, action.reason)
+        return None
+    try:
+        action = crm_action_complete(action)
+    except LookupFailed as exc:
+        # Kept, not dropped: the sweep retries it (the CRM may answer later, or the setting be filled in).
+        mark(event, State.UNMATCHED, exc.reason)
+        return None
+    if action.kind != "dnc" and action.kind not in TRACKERS:
+        mark(event, State.IGNORED, f"{action.link.subject}: nothing REX can record ({action.kind}).")
+        return None
+    return action
+
+
+def crm_event_process(event: WebhookEvent) -> None:
+    """The PROCESSORS entry of every CRM provider: sets the event's state (and organization once linked)."""
+    action = _stored_action(event)
+    if action is None:
         return
     if action.kind == "dnc":
         _do_not_contact(event, action)

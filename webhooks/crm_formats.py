@@ -1,13 +1,17 @@
 """The four CRM webhook formats: how each request splits into stored events, and what each stored event means
-for REX (a ``CrmAction``: what to record, when, and how to find the outcome it belongs to).
+for REX (a ``CrmAction``: what to record, when, how to find the outcome it belongs to, and what to look up in the
+CRM's API when the event itself does not say).
 
-Parsing at receive time is strict (a malformed request is answered 400 and nothing is stored); reading a stored
-event is lenient about the CRM's optional fields (an odd amount or id is left out rather than failing the event).
+Parsing at receive time is strict about the request (a malformed one is answered 400 and nothing is stored) and
+lenient about single events: an event REX does not read, or one sent to the other endpoint, is stored as ignored
+with the reason. Reading a stored event is lenient about the CRM's optional fields (an odd amount or id is left out
+rather than failing the event).
 """
 
+import hashlib
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from xml.etree.ElementTree import Element
@@ -32,10 +36,23 @@ GENERIC_KINDS = {
     "meeting.no_show": "no_show",
     DNC: "dnc",
 }
-ENDPOINT_EVENTS = {
-    DEALS: ("opportunity.created", "deal.won", "deal.lost", DNC),
-    MEETINGS: ("meeting.booked", "meeting.completed", "meeting.no_show", DNC),
+# What each endpoint records: deal events only from /deals, meeting events only from /meetings; contact events
+# (do-not-contact) from either. An event of the other kind is stored and ignored, with the reason.
+DEAL, MEETING, CONTACT = "deal", "meeting", "contact"
+GENERIC_CATEGORIES = {
+    "opportunity.created": DEAL,
+    "deal.won": DEAL,
+    "deal.lost": DEAL,
+    "meeting.booked": MEETING,
+    "meeting.completed": MEETING,
+    "meeting.no_show": MEETING,
+    DNC: CONTACT,
 }
+ENDPOINT_CATEGORY = {DEALS: DEAL, MEETINGS: MEETING}
+CATEGORY_ENDPOINT = {DEAL: DEALS, MEETING: MEETINGS}
+# A deal stage REX cannot read from the event (a custom pipeline's numeric id): won, lost or open is asked of the
+# CRM (HubSpot's pipeline-independent hs_is_closed_won / hs_is_closed) before anything is recorded.
+RESOLVE_STAGE = "deal_stage"
 MAX_EVENT_ID = 255
 MAX_ID = 2**63 - 1
 MAX_DEAL_VALUE = Decimal("999999999999.99")  # OutcomeLabel.deal_value: 14 digits, 2 decimals
@@ -46,11 +63,24 @@ XSI = "{http://www.w3.org/2001/XMLSchema-instance}"
 
 @dataclass(frozen=True)
 class Incoming:
-    """One event of a request as it is stored: its dedupe key, its type and its JSON body."""
+    """One event of a request as it is stored: its dedupe key, its type and its JSON body. ``category`` (deal,
+    meeting, contact or "") decides which endpoint records it; ``ignored`` is the reason an event is stored as
+    ignored instead of being processed."""
 
     provider_event_id: str
     event_type: str
     payload: dict
+    category: str = ""
+    ignored: str = ""
+
+
+def endpoint_checked(item: Incoming, endpoint: str) -> Incoming:
+    """``item``, marked ignored when it is a deal event on /meetings or a meeting event on /deals."""
+    home = CATEGORY_ENDPOINT.get(item.category)
+    if item.ignored or home is None or home == endpoint:
+        return item
+    reason = f"A {item.category} event sent to /webhooks/crm/{endpoint}: only /webhooks/crm/{home} records them."
+    return replace(item, ignored=reason)
 
 
 @dataclass(frozen=True)
@@ -62,17 +92,33 @@ class CrmLink:
     email: str = ""
     subject: str = ""
 
+    @property
+    def linkable(self) -> bool:
+        return bool(self.outcome_id or self.lead_id or self.email)
+
+
+@dataclass(frozen=True)
+class CrmLookup:
+    """The CRM object to read through the CRM's REST API (webhooks.crm_lookup) when the event lacks REX ids, an
+    email or the deal's facts: ``provider`` hubspot or pipedrive, ``object_type`` deal, contact or person."""
+
+    provider: str
+    object_type: str
+    object_id: str
+
 
 @dataclass(frozen=True)
 class CrmAction:
-    """``kind``: opportunity, won, lost, booked, completed, no_show, dnc, or "" when there is nothing to record
-    (``reason`` says why). ``at`` None means "when REX received it"."""
+    """``kind``: opportunity, won, lost, booked, completed, no_show, dnc, RESOLVE_STAGE (won, lost or open: the
+    lookup says), or "" when there is nothing to record (``reason`` says why). ``at`` None means "when REX received
+    it"."""
 
     kind: str
     link: CrmLink
     at: datetime | None = None
     value: Decimal | None = None
     reason: str = ""
+    lookup: CrmLookup | None = None
 
 
 # --- Values ---------------------------------------------------------------------------------------
@@ -195,7 +241,7 @@ def _text(value) -> str:
 GENERIC_LINK_FIELDS: dict[str, Callable] = {"outcome_id": crm_id, "lead_id": crm_id, "email": crm_email}
 
 
-def _generic_event(event, index: int, allowed: tuple[str, ...]) -> Incoming:
+def _generic_event(event, index: int) -> Incoming:
     if not isinstance(event, dict):
         raise MalformedPayload(f"Event {index} is not an object.")
     event_id = event.get("event_id")
@@ -204,23 +250,25 @@ def _generic_event(event, index: int, allowed: tuple[str, ...]) -> Incoming:
     if len(event_id) > MAX_EVENT_ID:
         raise MalformedPayload(f"Event {index}: 'event_id' is longer than {MAX_EVENT_ID} characters.")
     name = event.get("event")
-    if name not in allowed:
-        raise MalformedPayload(f"Event {index}: 'event' must be one of {', '.join(allowed)} here (got {name!r}).")
+    if not isinstance(name, str) or name not in GENERIC_KINDS:
+        raise MalformedPayload(f"Event {index}: 'event' must be one of {', '.join(GENERIC_KINDS)} (got {name!r}).")
     _field(index, "occurred_at", crm_time, event.get("occurred_at"))
     link = [_field(index, key, parse, event.get(key)) for key, parse in GENERIC_LINK_FIELDS.items()]
     if not any(link):
         raise MalformedPayload(f"Event {index}: one of 'outcome_id', 'lead_id' or 'email' is required.")
     _nested(event, index, "deal", {"id": _text, "value": crm_money, "currency": _text, "closed_at": crm_time})
     _nested(event, index, "meeting", {"id": _text, "starts_at": crm_time})
-    return Incoming(provider_event_id=event_id, event_type=name, payload=event)
+    return Incoming(provider_event_id=event_id, event_type=name, payload=event, category=GENERIC_CATEGORIES[name])
 
 
-def generic_events_parse(*, body, endpoint: str) -> list[Incoming]:
-    """One JSON object or an array of them; every event is checked before anything is stored."""
+def generic_events_parse(*, body, endpoint: str = "") -> list[Incoming]:
+    """One JSON object or an array of them; every event is checked before anything is stored. With ``endpoint``,
+    an event of the other endpoint comes back marked ignored (webhooks.crm does this for every format)."""
     events = body if isinstance(body, list) else [body]
     if not events:
         raise MalformedPayload("Body is an empty array.")
-    return [_generic_event(event, index, ENDPOINT_EVENTS[endpoint]) for index, event in enumerate(events)]
+    incoming = [_generic_event(event, index) for index, event in enumerate(events)]
+    return [endpoint_checked(item, endpoint) for item in incoming] if endpoint else incoming
 
 
 def generic_action(payload: dict) -> CrmAction:
@@ -242,31 +290,70 @@ def generic_action(payload: dict) -> CrmAction:
 # --- HubSpot (webhooks v3) --------------------------------------------------------------------------
 
 # The generic "object.*" subscriptions name the object by type id.
-HUBSPOT_OBJECT_TYPES = {"0-1": "contact", "0-3": "deal"}
-# Default pipeline stage ids; a custom pipeline's stages have numeric ids and are not read.
-HUBSPOT_STAGES = {"closedwon": "won", "closedlost": "lost"}
+HUBSPOT_OBJECT_TYPES = {"0-1": CONTACT, "0-3": DEAL}
+# The default pipeline's stage ids. A custom pipeline's stages have numeric ids: won, lost or open is then read
+# from the deal's pipeline-independent hs_is_closed_won / hs_is_closed properties (RESOLVE_STAGE).
+HUBSPOT_STAGES = {
+    "closedwon": "won",
+    "closedlost": "lost",
+    **dict.fromkeys(
+        ("appointmentscheduled", "qualifiedtobuy", "presentationscheduled", "decisionmakerboughtin", "contractsent"),
+        "opportunity",
+    ),
+}
 HUBSPOT_OPT_OUT_PROPERTIES = ("hs_email_optout", "donotcontact", "do_not_contact", "hs_do_not_contact")
+# What an event needs for REX to read it; any other event (an associationChange has fromObjectId/toObjectId and
+# no objectId) is stored as ignored, and the rest of the batch goes on.
+HUBSPOT_REQUIRED = ("eventId", "occurredAt", "subscriptionType", "objectId")
 
 
 def hubspot_shaped(body) -> bool:
+    """A JSON array of objects, at least one a HubSpot subscription event (REX's generic events never carry
+    ``subscriptionType``)."""
     return (
         isinstance(body, list)
         and bool(body)
-        and all(isinstance(item, dict) and "subscriptionType" in item and "objectId" in item for item in body)
+        and all(isinstance(item, dict) for item in body)
+        and any("subscriptionType" in item for item in body)
     )
+
+
+def _hubspot_object(event: dict) -> str:
+    """deal, contact, or HubSpot's own object name (company, ticket...) from ``subscriptionType``."""
+    name = str(event.get("subscriptionType") or "").partition(".")[0]
+    return HUBSPOT_OBJECT_TYPES.get(str(event.get("objectTypeId")), "object") if name == "object" else name
+
+
+def _hubspot_event_id(event: dict) -> str:
+    """``eventId:occurredAt`` (HubSpot's eventId alone is not unique); a digest of the event when it has neither."""
+    if not _empty(event.get("eventId")) and not _empty(event.get("occurredAt")):
+        event_id = f"{event['eventId']}:{event['occurredAt']}"
+        if len(event_id) <= MAX_EVENT_ID:
+            return event_id
+    return "sha256:" + hashlib.sha256(json.dumps(event, sort_keys=True).encode()).hexdigest()
+
+
+def _hubspot_unread(event: dict) -> str:
+    """Why REX does not read this event ("" when it does)."""
+    missing = [key for key in HUBSPOT_REQUIRED if _empty(event.get(key))]
+    if not missing:
+        return ""
+    subscription = str(event.get("subscriptionType") or "event")
+    if "objectId" in missing and "fromObjectId" in event:
+        return f"HubSpot {subscription}: association changes are not recorded."
+    return f"HubSpot {subscription} is not an event REX reads (no {', '.join(map(repr, missing))})."
 
 
 def _hubspot_event(event, index: int) -> Incoming:
     if not isinstance(event, dict):
         raise MalformedPayload(f"Event {index} is not an object.")
-    for key in ("eventId", "occurredAt", "subscriptionType", "objectId"):
-        if _empty(event.get(key)):
-            raise MalformedPayload(f"Event {index} has no '{key}'.")
-    # HubSpot's eventId alone is not unique: eventId + occurredAt is.
-    event_id = f"{event['eventId']}:{event['occurredAt']}"
-    if len(event_id) > MAX_EVENT_ID:
-        raise MalformedPayload(f"Event {index} has an over-long 'eventId'.")
-    return Incoming(provider_event_id=event_id, event_type=str(event["subscriptionType"]), payload=event)
+    return Incoming(
+        provider_event_id=_hubspot_event_id(event),
+        event_type=str(event.get("subscriptionType") or "unknown"),
+        payload=event,
+        category=DEAL if _hubspot_object(event) == DEAL else "",
+        ignored=_hubspot_unread(event),
+    )
 
 
 def hubspot_events_parse(*, body) -> list[Incoming]:
@@ -276,7 +363,7 @@ def hubspot_events_parse(*, body) -> list[Incoming]:
 
 
 def _hubspot_stage(value: str) -> tuple[str, Decimal | None]:
-    return HUBSPOT_STAGES.get(value.lower(), ""), None
+    return HUBSPOT_STAGES.get(value.lower(), RESOLVE_STAGE if value else ""), None
 
 
 def _hubspot_amount(value: str) -> tuple[str, Decimal | None]:
@@ -289,56 +376,99 @@ def _hubspot_opt_out(value: str) -> tuple[str, Decimal | None]:
 
 # (object, change, property) -> what the new property value records.
 HUBSPOT_RULES: dict[tuple[str, str, str], Callable[[str], tuple[str, Decimal | None]]] = {
-    ("deal", "creation", ""): lambda value: ("opportunity", None),
-    ("deal", "propertyChange", "dealstage"): _hubspot_stage,
-    ("deal", "propertyChange", "amount"): _hubspot_amount,
-    **{("contact", "propertyChange", name): _hubspot_opt_out for name in HUBSPOT_OPT_OUT_PROPERTIES},
+    (DEAL, "creation", ""): lambda value: ("opportunity", None),
+    (DEAL, "propertyChange", "dealstage"): _hubspot_stage,
+    (DEAL, "propertyChange", "amount"): _hubspot_amount,
+    **{(CONTACT, "propertyChange", name): _hubspot_opt_out for name in HUBSPOT_OPT_OUT_PROPERTIES},
 }
 
 
+def _hubspot_lookup(kind: str, object_id) -> CrmLookup | None:
+    object_id = _lenient(crm_id, object_id)
+    return CrmLookup("hubspot", kind, str(object_id)) if kind in (DEAL, CONTACT) and object_id else None
+
+
 def hubspot_action(payload: dict) -> CrmAction:
-    """HubSpot sends object ids only: an event links by REX ids or an email added to it (e.g. by middleware), or by
-    the email in a contact's ``email`` change; otherwise it stays unmatched."""
-    kind, _, change = str(payload.get("subscriptionType")).partition(".")
-    if kind == "object":
-        kind = HUBSPOT_OBJECT_TYPES.get(str(payload.get("objectTypeId")), "object")
+    """HubSpot sends object ids only: REX ids or an email added to the event (e.g. by middleware) link it, else
+    the lookup of the deal (its contact's email, amount, close date) or of the contact (its email)."""
+    kind = _hubspot_object(payload)
+    change = str(payload.get("subscriptionType")).partition(".")[2]
     prop = str(payload.get("propertyName") or "")
     value = str(payload.get("propertyValue") or "")
     email = _lenient(crm_email, value) if prop == "email" else ""
-    link = _rex_link(payload, subject=f"HubSpot {kind} {payload.get('objectId')}", email=email)
+    object_id = payload.get("objectId")
+    link = _rex_link(payload, subject=f"HubSpot {kind} {object_id}", email=email)
     rule = HUBSPOT_RULES.get((kind, change, prop))
     recorded, amount = rule(value) if rule else ("", None)
     change_text = f" {prop}={value!r}" if prop else ""
     reason = "" if recorded else f"Nothing to record for {payload.get('subscriptionType')}{change_text}."
     at = _lenient(lambda stamp: crm_time(stamp, unit=1000), payload.get("occurredAt"))
-    return CrmAction(recorded, link, at=at, value=amount, reason=reason)
+    return CrmAction(recorded, link, at=at, value=amount, reason=reason, lookup=_hubspot_lookup(kind, object_id))
 
 
-# --- Pipedrive (webhooks v2) ------------------------------------------------------------------------
+# --- Pipedrive (webhooks v2, and v1 read as v2) -----------------------------------------------------------
+
+PIPEDRIVE_CATEGORIES = {"deal": DEAL, "activity": MEETING, "person": CONTACT}
+# Webhooks v1 name their actions differently ("merged" leaves the surviving object: a change).
+PIPEDRIVE_V1_ACTIONS = {"added": "create", "updated": "change", "merged": "change", "deleted": "delete"}
+
+
+def pipedrive_shaped(body) -> bool:
+    """v2 ``{"meta": {"entity", ...}, "data"}`` or v1 ``{"meta": {"object", ...}, "current"}``."""
+    meta = body.get("meta") if isinstance(body, dict) else None
+    return isinstance(meta, dict) and ("entity" in meta or "object" in meta) and ("data" in body or "current" in body)
+
+
+def pipedrive_v2(body: dict) -> dict:
+    """A webhooks v1 body (``current``/``previous``, ``meta.object``, ``meta.action`` added/updated/deleted,
+    ``meta.id`` = the object's id) in the v2 form; a v2 body as it is. v1 has no event id: the company, object,
+    action and time stand for it."""
+    meta = body.get("meta")
+    if "data" in body or "current" not in body or not isinstance(meta, dict):
+        return body
+    action = str(meta.get("action") or "")
+    stamp = meta.get("timestamp_micro") or meta.get("timestamp")
+    event_id = f"v1:{meta.get('company_id')}:{meta.get('object')}:{meta.get('id')}:{action}:{stamp}"
+    return {
+        "meta": {
+            "action": PIPEDRIVE_V1_ACTIONS.get(action, action),
+            "entity": meta.get("object"),
+            "entity_id": str(meta.get("id") or ""),
+            "company_id": meta.get("company_id"),
+            "user_id": meta.get("user_id"),
+            "timestamp": meta.get("timestamp"),
+            "id": event_id,
+            "version": "1.0",
+        },
+        "data": body.get("current") or None,
+        "previous": body.get("previous") or None,
+    }
 
 
 def pipedrive_events_parse(*, body: dict) -> list[Incoming]:
-    """One event per request: ``{"meta": {...}, "data": {...}|null, "previous": {...}|null}``."""
-    meta = body.get("meta")
+    """One event per request: v2 ``{"meta": {...}, "data": {...}|null, "previous": {...}|null}``, or v1 (stored
+    as received, read as v2)."""
+    normal = pipedrive_v2(body)
+    meta = normal.get("meta")
     if not isinstance(meta, dict):
         raise MalformedPayload("Pipedrive 'meta' is not an object.")
-    if "data" not in body and "current" in body:
-        raise MalformedPayload("Pipedrive webhooks v1 are not supported: create the webhook with version 2.0.")
-    if body.get("data") is not None and not isinstance(body.get("data"), dict):
-        raise MalformedPayload("Pipedrive 'data' is not an object.")
+    if normal.get("data") is not None and not isinstance(normal.get("data"), dict):
+        raise MalformedPayload("Pipedrive 'data' (v1: 'current') is not an object.")
     entity, action = meta.get("entity"), meta.get("action")
     if not isinstance(entity, str) or not entity or not isinstance(action, str) or not action:
-        raise MalformedPayload("Pipedrive 'meta' has no 'entity' or 'action'.")
+        raise MalformedPayload("Pipedrive 'meta' has no 'entity' (v1: 'object') or 'action'.")
     event_id = str(
         meta.get("id") or f"{meta.get('company_id')}:{entity}:{meta.get('entity_id')}:{action}:{meta.get('timestamp')}"
     )
     if len(event_id) > MAX_EVENT_ID:
         raise MalformedPayload("Pipedrive 'meta.id' is over-long.")
-    return [Incoming(provider_event_id=event_id, event_type=f"{entity}.{action}", payload=body)]
+    category = PIPEDRIVE_CATEGORIES.get(entity, "")
+    return [Incoming(provider_event_id=event_id, event_type=f"{entity}.{action}", payload=body, category=category)]
 
 
 def _custom(data: dict, key: str):
-    """A v2 custom field (``custom_fields[key]``, a value or ``{"value": ...}``) or a top-level key of ``data``."""
+    """A v2 custom field (``custom_fields[key]``, a value or ``{"value": ...}``) or a top-level key of ``data``
+    (where v1 puts its custom fields)."""
     custom = data.get("custom_fields")
     value = custom.get(key) if isinstance(custom, dict) else None
     if isinstance(value, dict):
@@ -346,23 +476,40 @@ def _custom(data: dict, key: str):
     return data.get(key) if _empty(value) else value
 
 
-def _pipedrive_email(data: dict) -> str:
-    """A person's primary email (``emails``/``email``: a string or ``[{value, primary}]``), else an activity's
-    first attendee email."""
-    candidates: list = []
-    for key in ("emails", "email"):
-        value = data.get(key)
-        if isinstance(value, list):
-            entries = sorted(
-                (item for item in value if isinstance(item, dict)), key=lambda item: not item.get("primary")
-            )
-            candidates += [item.get("value") for item in entries]
-        else:
-            candidates.append(value)
+def _email_values(value) -> list:
+    """A string, or ``[{value, primary}]`` primary first."""
+    if not isinstance(value, list):
+        return [value]
+    entries = sorted((item for item in value if isinstance(item, dict)), key=lambda item: not item.get("primary"))
+    return [item.get("value") for item in entries]
+
+
+def pipedrive_email(data: dict) -> str:
+    """A person's primary email (``emails`` in v2, ``email`` in v1: a string or ``[{value, primary}]``), else the
+    one of a deal's embedded person (v1 ``person_id: {"value", "email"}``), else an activity's first attendee."""
+    person = data.get("person_id")
+    candidates = _email_values(data.get("emails")) + _email_values(data.get("email"))
+    if isinstance(person, dict):
+        candidates += _email_values(person.get("email"))
     attendees = data.get("attendees")
     if isinstance(attendees, list):
         candidates += [item.get("email_address") for item in attendees if isinstance(item, dict)]
-    return next((email for email in map(lambda value: _lenient(crm_email, value), candidates) if email), "")
+    return next((email for email in (_lenient(crm_email, value) for value in candidates) if email), "")
+
+
+def pipedrive_person_id(entity: str, data: dict) -> int | None:
+    """The person a deal or an activity is about (``person_id``, a number or v1's ``{"value": id}``, else the
+    primary participant), or the person itself."""
+    if entity == "person":
+        return _lenient(crm_id, data.get("id"))
+    person = data.get("person_id")
+    if isinstance(person, dict):
+        person = person.get("value")
+    if _empty(person) and isinstance(data.get("participants"), list):
+        primary = [item for item in data["participants"] if isinstance(item, dict)]
+        primary.sort(key=lambda item: not (item.get("primary") or item.get("primary_flag")))
+        person = primary[0].get("person_id") if primary else None
+    return _lenient(crm_id, person)
 
 
 def _pipedrive_deal(action: str, data: dict) -> tuple[str, datetime | None, Decimal | None]:
@@ -398,19 +545,25 @@ PIPEDRIVE_RULES: dict[str, Callable[[str, dict], tuple[str, datetime | None, Dec
 
 
 def pipedrive_action(payload: dict) -> CrmAction:
-    meta = payload["meta"]
-    data = payload.get("data") or {}
+    """Pipedrive's custom fields are keyed by 40-character hashes, so REX ids rarely come with the event: the
+    email of the deal's or activity's person is looked up (webhooks.crm_lookup) when the event has none."""
+    normal = pipedrive_v2(payload)
+    meta = normal["meta"]
+    data = normal.get("data") or {}
     entity, action = str(meta.get("entity")), str(meta.get("action"))
     link = CrmLink(
         outcome_id=_lenient(crm_id, _custom(data, "rex_outcome_id")),
         lead_id=_lenient(crm_id, _custom(data, "rex_lead_id")),
-        email=_pipedrive_email(data),
+        email=pipedrive_email(data),
         subject=f"Pipedrive {entity} {meta.get('entity_id') or data.get('id')}",
     )
     rule = PIPEDRIVE_RULES.get(entity)
     kind, at, value = rule(action, data) if rule and action != "delete" else ("", None, None)
     at = at or _lenient(crm_time, meta.get("timestamp"))
-    return CrmAction(kind, link, at=at, value=value, reason="" if kind else f"Nothing to record for {entity}.{action}.")
+    person_id = pipedrive_person_id(entity, data)
+    lookup = CrmLookup("pipedrive", "person", str(person_id)) if person_id else None
+    reason = "" if kind else f"Nothing to record for {entity}.{action}."
+    return CrmAction(kind, link, at=at, value=value, reason=reason, lookup=lookup)
 
 
 # --- Salesforce (Outbound Messages) -------------------------------------------------------------------
@@ -422,6 +575,9 @@ def _local(tag: str) -> str:
 
 def _leaf_text(element: Element) -> str | None:
     return None if element.get(f"{XSI}nil") == "true" else (element.text or "").strip()
+
+
+SALESFORCE_CATEGORIES = {"Opportunity": DEAL, "Event": MEETING, "Contact": CONTACT, "Lead": CONTACT}
 
 
 def _salesforce_notification(item: Element, index: int, header: dict) -> Incoming:
@@ -442,7 +598,8 @@ def _salesforce_notification(item: Element, index: int, header: dict) -> Incomin
         "sObjectType": sobject_type,
         "sObject": fields,
     }
-    return Incoming(provider_event_id=notification_id, event_type=sobject_type, payload=payload)
+    category = SALESFORCE_CATEGORIES.get(sobject_type, "")
+    return Incoming(provider_event_id=notification_id, event_type=sobject_type, payload=payload, category=category)
 
 
 def salesforce_notifications_parse(*, raw_body: bytes) -> tuple[str, list[Incoming]]:

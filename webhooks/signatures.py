@@ -14,6 +14,7 @@ import re
 import time
 from collections.abc import Mapping
 from functools import lru_cache
+from urllib.parse import parse_qs, urlsplit
 
 from django.conf import settings
 from sendgrid.helpers.eventwebhook import EventWebhook
@@ -42,15 +43,18 @@ def _now() -> float:
 
 @lru_cache(maxsize=4)
 def _sendgrid_verifier(public_key: str) -> EventWebhook:
-    return EventWebhook(public_key=public_key)
+    # SendGrid shows the bare base64 key; a PEM pasted instead (header, footer, line breaks) is accepted too.
+    lines = [line.strip() for line in public_key.strip().splitlines()]
+    return EventWebhook(public_key="".join(line for line in lines if line and not line.startswith("-----")))
 
 
 def _check_timestamp(timestamp: str) -> None:
-    try:
-        sent_at = int(timestamp)
-    except (TypeError, ValueError):
-        raise SignatureRejected(403, "Missing or malformed signature timestamp.") from None
-    if abs(_now() - sent_at) > MAX_SKEW_SECONDS:
+    """Unix seconds within MAX_SKEW_SECONDS of now. Digits only and at most 12 of them: an absurd value must be a
+    403, not an overflow in the arithmetic."""
+    timestamp = (timestamp or "").strip()
+    if not (timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= 12):
+        raise SignatureRejected(403, "Missing or malformed signature timestamp.")
+    if abs(_now() - int(timestamp)) > MAX_SKEW_SECONDS:
         raise SignatureRejected(403, "Signature timestamp is outside the allowed window.")
 
 
@@ -99,6 +103,8 @@ def twilio_signature_check(*, url: str, params: Mapping[str, str], headers: Mapp
     if not signature:
         raise SignatureRejected(403, "Missing signature.")
     if not RequestValidator(token).validate(url, dict(params), signature):
+        # The usual cause behind a proxy: PUBLIC_BASE_URL is not the address Twilio was given.
+        logger.warning("Twilio signature does not match for %s (check PUBLIC_BASE_URL)", url)
         raise SignatureRejected(403, "Invalid signature.")
     return WebhookEvent.Signature.VALID
 
@@ -131,8 +137,9 @@ def rex_hmac_signature_check(*, raw_body: bytes, headers: Mapping[str, str], set
     timestamp = headers.get(REX_TIMESTAMP_HEADER) or ""
     _check_timestamp(timestamp)
     expected = rex_hmac_signature(secret=secret, timestamp=timestamp, raw_body=raw_body)
-    # Bytes, not str: compare_digest raises TypeError on a non-ASCII str (a garbled header must be a 403).
-    if not hmac.compare_digest(expected.encode(), signature.strip().encode()):
+    # Hex in either case (and "SHA256=") is the same signature. Bytes, not str: compare_digest raises TypeError on
+    # a non-ASCII str (a garbled header must be a 403).
+    if not hmac.compare_digest(expected.encode(), signature.strip().lower().encode()):
         raise SignatureRejected(403, "Invalid signature.")
     return WebhookEvent.Signature.VALID
 
@@ -194,16 +201,25 @@ def hubspot_signature_check(*, method: str, uri: str, raw_body: bytes, headers: 
     return WebhookEvent.Signature.VALID
 
 
+class CredentialsRejected(SignatureRejected):
+    """HTTP basic auth refused: 401, and the answer carries the challenge in ``headers`` (RFC 9110 §11.6.1)."""
+
+    headers = {"WWW-Authenticate": 'Basic realm="REX CRM webhooks", charset="UTF-8"'}
+
+    def __init__(self, reason: str):
+        super().__init__(401, reason)
+
+
 def _basic_credentials(headers: Mapping[str, str]) -> tuple[str, str]:
     scheme, _, token = (headers.get("Authorization") or "").strip().partition(" ")
     if scheme.lower() != "basic" or not token.strip():
-        raise SignatureRejected(401, "Missing HTTP basic credentials.")
+        raise CredentialsRejected("Missing HTTP basic credentials.")
     try:
         user, colon, password = base64.b64decode(token.strip(), validate=True).decode("utf-8").partition(":")
     except (binascii.Error, UnicodeDecodeError):
-        raise SignatureRejected(401, "Malformed HTTP basic credentials.") from None
+        raise CredentialsRejected("Malformed HTTP basic credentials.") from None
     if not colon:
-        raise SignatureRejected(401, "Malformed HTTP basic credentials.")
+        raise CredentialsRejected("Malformed HTTP basic credentials.")
     return user, password
 
 
@@ -218,14 +234,32 @@ def pipedrive_basic_auth_check(*, headers: Mapping[str, str]) -> str:
     user_ok = hmac.compare_digest(given_user.encode(), user.encode())
     password_ok = hmac.compare_digest(given_password.encode(), password.encode())
     if not (user_ok and password_ok):
-        raise SignatureRejected(401, "Invalid credentials.")
+        raise CredentialsRejected("Invalid credentials.")
+    return WebhookEvent.Signature.VALID
+
+
+SALESFORCE_TOKEN_PARAMETER = "token"
+
+
+def salesforce_token_check(*, uri: str) -> str:
+    """Salesforce Outbound Messages carry no signature. The endpoint URL configured on the outbound message
+    carries a shared secret instead, ``?token=<SALESFORCE_WEBHOOK_TOKEN>``, compared in constant time. ``uri`` is
+    the URL as called (PUBLIC_BASE_URL + path + query string). Query strings show up in access logs: keep those
+    private, and rotate the token like a password."""
+    expected = settings.SALESFORCE_WEBHOOK_TOKEN
+    if not expected:
+        return _not_configured("SALESFORCE_WEBHOOK_TOKEN", "Salesforce")
+    given = parse_qs(urlsplit(uri).query).get(SALESFORCE_TOKEN_PARAMETER) or []
+    if not any(given):
+        raise SignatureRejected(401, "Missing token.")
+    if len(given) != 1 or not hmac.compare_digest(given[0].encode(), expected.encode()):
+        raise SignatureRejected(403, "Invalid token.")
     return WebhookEvent.Signature.VALID
 
 
 def salesforce_organization_check(*, organization_id: str) -> str:
-    """Salesforce Outbound Messages carry no signature: accept only the configured org
-    (SALESFORCE_ORGANIZATION_ID). Org ids are not secret; an IP allowlist or mutual TLS at the proxy is what
-    makes this endpoint trustworthy in production."""
+    """Besides the token, accept only the configured org (SALESFORCE_ORGANIZATION_ID). Org ids are not secret:
+    the token is what authenticates; an IP allowlist at the proxy adds to it."""
     expected = settings.SALESFORCE_ORGANIZATION_ID.strip()
     if not expected:
         return _not_configured("SALESFORCE_ORGANIZATION_ID", "Salesforce")

@@ -43,7 +43,10 @@ def receiver(view):
         try:
             return view(request, *args, **kwargs)
         except SignatureRejected as exc:
-            return JsonResponse({"detail": exc.reason}, status=exc.status)
+            response = JsonResponse({"detail": exc.reason}, status=exc.status)
+            for name, value in getattr(exc, "headers", {}).items():  # e.g. WWW-Authenticate on a basic-auth 401
+                response[name] = value
+            return response
         except MalformedPayload as exc:
             return JsonResponse({"detail": exc.reason}, status=400)
 

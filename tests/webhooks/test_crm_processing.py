@@ -78,6 +78,27 @@ def test_an_email_links_case_insensitively_to_the_most_recent_outcome_across_org
     assert not older.opportunity_created
 
 
+def test_an_email_known_in_several_organizations_links_to_the_most_recent_message_and_says_so(caplog):
+    older = OutcomeLabelFactory(sent_at=SENT_AT - timedelta(days=3))
+    newer_lead = LeadFactory(email=older.lead.email)  # another organization
+    newer = OutcomeLabelFactory(lead=newer_lead, organization=newer_lead.organization, message=None, sent_at=SENT_AT)
+
+    with caplog.at_level("WARNING", logger="rex.webhooks"):
+        event = process(crm_event("meeting.booked", email=older.lead.email))
+
+    assert event.state == WebhookEvent.State.PROCESSED and event.organization_id == newer.organization_id
+    assert f"is a lead in 2 organizations; linked to organization {newer.organization_id}" in caplog.text
+
+
+def test_an_email_known_in_one_organization_logs_nothing(caplog):
+    outcome = OutcomeLabelFactory(sent_at=SENT_AT)
+
+    with caplog.at_level("WARNING", logger="rex.webhooks"):
+        process(crm_event("meeting.booked", email=outcome.lead.email))
+
+    assert "organizations" not in caplog.text
+
+
 def test_an_unmatched_event_is_kept_and_matched_once_the_outcome_exists():
     lead = LeadFactory()
     event = crm_event("deal.won", lead_id=lead.pk, deal={"value": 800, "closed_at": "2025-05-11T12:00:00Z"})
@@ -86,7 +107,8 @@ def test_an_unmatched_event_is_kept_and_matched_once_the_outcome_exists():
 
     assert first.state == WebhookEvent.State.UNMATCHED
     assert f"lead {lead.pk}" in first.error and first.processed_at is None
-    WebhookEvent.objects.filter(pk=event.pk).update(received_at=timezone.now() - timedelta(minutes=5))
+    due = timezone.now() - timedelta(minutes=5)
+    WebhookEvent.objects.filter(pk=event.pk).update(received_at=due, next_attempt_at=due)
     assert webhook_events_sweep() == 1  # the beat sweep retries CRM events too
 
     outcome = OutcomeLabelFactory(lead=lead, organization=lead.organization, message=None, sent_at=SENT_AT)

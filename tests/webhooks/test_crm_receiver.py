@@ -8,6 +8,7 @@ import json
 import time
 from datetime import UTC, datetime
 from decimal import Decimal
+from urllib.parse import urlencode
 
 import pytest
 
@@ -16,6 +17,7 @@ from outcomes.models import OutcomeLabel
 from tests.factories import LeadFactory, OutcomeLabelFactory
 from webhooks.models import WebhookEvent
 from webhooks.services import webhook_event_process
+from webhooks.signatures import CredentialsRejected, pipedrive_basic_auth_check
 
 pytestmark = pytest.mark.django_db
 
@@ -27,6 +29,7 @@ HUBSPOT_SECRET = "hubspot-client-secret"
 PIPEDRIVE_USER = "rex-hook"
 PIPEDRIVE_PASSWORD = "pd-pass-w0rd"
 SALESFORCE_ORG = "00D5g000004XyZaEAK"  # the 18-character form
+SALESFORCE_TOKEN = "sf-0utb0und-t0ken"
 
 
 def rex_headers(body: bytes, *, secret: str = CRM_SECRET, timestamp: int | None = None) -> dict:
@@ -132,6 +135,9 @@ def crm_settings(settings):
     settings.PIPEDRIVE_WEBHOOK_USER = PIPEDRIVE_USER
     settings.PIPEDRIVE_WEBHOOK_PASSWORD = PIPEDRIVE_PASSWORD
     settings.SALESFORCE_ORGANIZATION_ID = SALESFORCE_ORG[:15]  # the 15-character form matches the 18
+    settings.SALESFORCE_WEBHOOK_TOKEN = SALESFORCE_TOKEN
+    settings.HUBSPOT_ACCESS_TOKEN = ""  # no CRM API lookups here (tests/webhooks/test_crm_lookup.py has them)
+    settings.PIPEDRIVE_API_TOKEN = ""
     return settings
 
 
@@ -219,18 +225,58 @@ def test_a_single_generic_object_on_the_meetings_endpoint_records_a_completed_me
     assert (outcome.training_label, outcome.training_weight) == (OutcomeLabel.Label.POSITIVE, 7.0)
 
 
-def test_an_event_of_the_other_endpoint_is_refused_and_nothing_of_the_batch_is_stored(client, outcome):
+def test_an_event_of_the_other_endpoint_is_stored_as_ignored_and_the_rest_of_the_batch_recorded(
+    client, outcome, django_capture_on_commit_callbacks
+):
     events = [
         {"event_id": "ok-1", "event": "meeting.booked", "outcome_id": outcome.pk},
-        {"event_id": "bad-2", "event": "deal.won", "outcome_id": outcome.pk},
+        {"event_id": "other-2", "event": "deal.won", "outcome_id": outcome.pk, "deal": {"value": 500}},
+        {"event_id": "dnc-3", "event": "contact.do_not_contact", "outcome_id": outcome.pk},  # either endpoint
     ]
 
-    response = post_generic(client, events, path=MEETINGS_PATH)
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        response = post_generic(client, events, path=MEETINGS_PATH)
 
-    assert response.status_code == 400
-    detail = response.json()["detail"]
-    assert "Event 1" in detail and "'event'" in detail and "deal.won" in detail
-    assert WebhookEvent.objects.count() == 0
+    assert response.status_code == 200
+    assert response.json() == {"received": 3, "new": 2}  # the ignored one is stored, not queued
+    assert len(callbacks) == 1
+    ignored = WebhookEvent.objects.get(provider_event_id="other-2")
+    assert ignored.state == WebhookEvent.State.IGNORED and ignored.processed_at is not None
+    assert "/webhooks/crm/meetings" in ignored.error and "/webhooks/crm/deals" in ignored.error
+    stored = process_all()
+    assert stored["ok-1"].state == stored["dnc-3"].state == WebhookEvent.State.PROCESSED
+    assert stored["other-2"].state == WebhookEvent.State.IGNORED
+    outcome.refresh_from_db()
+    assert outcome.meeting_booked and not outcome.deal_closed and outcome.deal_value is None
+    assert Suppression.objects.filter(value=outcome.lead.email.lower()).exists()
+
+    # The same events on /deals: the meeting is the one ignored now (a new event id, else it is a repeat).
+    again = post_generic(client, [{**events[0], "event_id": "ok-4"}], path=DEALS_PATH)
+    assert again.json() == {"received": 1, "new": 0}
+    assert WebhookEvent.objects.get(provider_event_id="ok-4").state == WebhookEvent.State.IGNORED
+
+
+def test_an_upper_case_hex_signature_is_the_same_signature(client, outcome):
+    body = dumps({"event_id": "hex-1", "event": "deal.lost", "outcome_id": outcome.pk})
+    headers = rex_headers(body)
+    headers["X-Rex-Signature"] = "sha256=" + headers["X-Rex-Signature"].removeprefix("sha256=").upper()
+
+    response = client.post(DEALS_PATH, data=body, content_type=JSON, headers=headers)
+
+    assert response.status_code == 200
+    assert WebhookEvent.objects.get().signature == WebhookEvent.Signature.VALID
+
+
+def test_a_generic_event_with_a_meta_key_is_not_taken_for_pipedrive(client, outcome):
+    event = {"event_id": "m-1", "event": "deal.lost", "outcome_id": outcome.pk, "meta": {"source": "zapier"}}
+
+    signed = post_generic(client, event)
+    unsigned = client.post(DEALS_PATH, data=dumps({**event, "event_id": "m-2"}), content_type=JSON)
+
+    assert signed.status_code == 200
+    assert WebhookEvent.objects.get().provider == WebhookEvent.Provider.CRM_GENERIC
+    assert unsigned.status_code == 401  # REX's HMAC is missing, not Pipedrive's basic credentials
+    assert unsigned.json() == {"detail": "Missing signature."}
 
 
 VALID = {"event_id": "e-1", "event": "deal.won", "email": "maya@brightlane.example.com"}
@@ -244,7 +290,8 @@ VALID = {"event_id": "e-1", "event": "deal.won", "email": "maya@brightlane.examp
         (dumps([{"event": "deal.won", "outcome_id": 1}]), "'event_id'"),
         (dumps([{**VALID, "event_id": "x" * 256}]), "'event_id'"),
         (dumps([{"event_id": "e-1", "event": "deal.won"}]), "one of 'outcome_id', 'lead_id' or 'email'"),
-        (dumps([{**VALID, "event": "deal.signed"}]), "'event'"),
+        (dumps([{**VALID, "event": "deal.signed"}]), "'event' must be one of"),
+        (dumps([{**VALID, "event": ["deal.won"]}]), "'event' must be one of"),
         (dumps([{**VALID, "occurred_at": "yesterday"}]), "'occurred_at'"),
         (dumps([{**VALID, "outcome_id": True}]), "'outcome_id'"),
         (dumps([{**VALID, "lead_id": "twelve"}]), "'lead_id'"),
@@ -334,6 +381,7 @@ def test_a_signed_hubspot_batch_is_stored_per_event_and_links_what_it_can(client
     states = {key.split(":")[0] + (":amount" if key.endswith(":5") else ""): e for key, e in stored.items()}
     assert states["101"].state == WebhookEvent.State.UNMATCHED
     assert "HubSpot deal 1234" in states["101"].error
+    assert "set HUBSPOT_ACCESS_TOKEN" in states["101"].error  # the lookup that would link it is not configured
     assert states["102"].state == states["102:amount"].state == WebhookEvent.State.UNMATCHED
     assert states["103"].state == WebhookEvent.State.UNMATCHED and "HubSpot contact 77" in states["103"].error
     assert states["104"].state == WebhookEvent.State.IGNORED
@@ -344,6 +392,82 @@ def test_a_signed_hubspot_batch_is_stored_per_event_and_links_what_it_can(client
 
     again = post_hubspot(client, events)
     assert again.json() == {"received": 6, "new": 0}
+
+
+def test_a_hubspot_association_change_is_stored_as_ignored_and_the_rest_of_the_batch_goes_on(client, outcome):
+    association = {
+        "eventId": 401,
+        "subscriptionId": 2881779,
+        "portalId": 62515,
+        "appId": 1160452,
+        "occurredAt": 1_760_000_000_401,
+        "subscriptionType": "deal.associationChange",
+        "attemptNumber": 0,
+        "changeSource": "USER",
+        "associationType": "DEAL_TO_CONTACT",
+        "fromObjectId": 1234,
+        "toObjectId": 77,
+        "associationRemoved": False,
+        "isPrimaryAssociation": True,
+        "sourceId": "userId:82088707",
+    }
+    won = {
+        **hubspot_event(402, "deal.propertyChange", 55, propertyName="dealstage", propertyValue="closedwon"),
+        "rex_outcome_id": str(outcome.pk),
+    }
+    shapeless = {"subscriptionType": "deal.propertyChange", "portalId": 62515, "propertyName": "dealstage"}
+
+    response = post_hubspot(client, [association, won, shapeless])
+
+    assert response.status_code == 200
+    assert response.json() == {"received": 3, "new": 1}
+    stored = process_all()
+    assert stored["401:1760000000401"].state == WebhookEvent.State.IGNORED
+    assert stored["401:1760000000401"].event_type == "deal.associationChange"
+    assert "association changes are not recorded" in stored["401:1760000000401"].error
+    [shapeless_id] = [key for key in stored if key.startswith("sha256:")]  # no eventId: a digest dedupes it
+    assert stored[shapeless_id].state == WebhookEvent.State.IGNORED and "'eventId'" in stored[shapeless_id].error
+    assert stored["402:1760000000402"].state == WebhookEvent.State.PROCESSED
+    outcome.refresh_from_db()
+    assert outcome.deal_closed
+
+    assert post_hubspot(client, [association, shapeless]).json() == {"received": 2, "new": 0}
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        ([], "not a JSON array of HubSpot events"),
+        ({"eventId": 1, "subscriptionType": "deal.creation", "objectId": 1}, "not a JSON array of HubSpot events"),
+        ([hubspot_event(1, "deal.creation"), "deal.creation"], "Event 1 is not an object"),
+    ],
+    ids=["empty", "object", "not-an-object"],
+)
+def test_a_hubspot_body_that_is_not_an_array_of_objects_is_refused(client, body, reason):
+    response = post_hubspot(client, body)
+
+    assert response.status_code == 400
+    assert reason in response.json()["detail"]
+    assert WebhookEvent.objects.count() == 0
+
+
+def test_hubspot_deal_events_on_the_meetings_endpoint_are_ignored_contact_events_are_not(client, outcome):
+    deal = {**hubspot_event(501, "deal.creation"), "rex_outcome_id": str(outcome.pk)}
+    object_deal = {**hubspot_event(502, "object.creation"), "objectTypeId": "0-3", "rex_outcome_id": str(outcome.pk)}
+    contact = {
+        **hubspot_event(503, "contact.propertyChange", 77, propertyName="hs_email_optout", propertyValue="true"),
+        "rex_lead_id": str(outcome.lead_id),
+    }
+
+    response = post_hubspot(client, [deal, object_deal, contact], path=MEETINGS_PATH)
+
+    assert response.json() == {"received": 3, "new": 1}
+    stored = {key.split(":")[0]: event for key, event in process_all().items()}
+    assert stored["501"].state == stored["502"].state == WebhookEvent.State.IGNORED
+    assert "only /webhooks/crm/deals records them" in stored["501"].error
+    assert stored["503"].state == WebhookEvent.State.PROCESSED
+    outcome.refresh_from_db()
+    assert not outcome.opportunity_created
 
 
 def test_hubspot_signs_the_uri_with_its_listed_escapes_decoded(client):
@@ -476,6 +600,7 @@ def test_a_pipedrive_request_without_the_right_credentials_is_refused(client, he
     response = post_pipedrive(client, pipedrive_body("deal", "create", {"id": 1}), headers=headers)
 
     assert response.status_code == 401
+    assert response["WWW-Authenticate"].startswith("Basic ")
     assert WebhookEvent.objects.count() == 0
 
 
@@ -492,20 +617,127 @@ def test_without_credentials_configured_pipedrive_is_refused_unless_debug(client
     assert WebhookEvent.objects.get().signature == WebhookEvent.Signature.NOT_CONFIGURED
 
 
-def test_a_pipedrive_v1_body_is_refused_with_the_reason(client):
-    body = {"meta": {"v": 1, "action": "updated", "object": "deal", "id": 1}, "current": {"id": 1}, "previous": {}}
+def test_a_pipedrive_request_with_wrong_credentials_gets_a_basic_challenge():
+    with pytest.raises(CredentialsRejected) as refused:
+        pipedrive_basic_auth_check(headers=basic_auth(password="guess"))
 
-    response = post_pipedrive(client, body)
+    assert refused.value.status == 401
+    assert refused.value.headers["WWW-Authenticate"].startswith('Basic realm="REX CRM webhooks"')
 
-    assert response.status_code == 400
-    assert "version 2.0" in response.json()["detail"]
+
+def pipedrive_v1_body(obj: str, action: str, current: dict | None, previous: dict | None = None, **meta) -> dict:
+    """A webhooks v1 notification as Pipedrive sends it: ``meta.id`` is the object's id, times are Unix seconds
+    in meta and "YYYY-MM-DD HH:MM:SS" (UTC) in the object, custom fields are top-level 40-character hash keys."""
+    object_id = (current or previous or {}).get("id", 1)
+    return {
+        "v": 1,
+        "matches_filters": {"current": []},
+        "meta": {
+            "v": 1,
+            "action": action,
+            "object": obj,
+            "id": object_id,
+            "company_id": 12345,
+            "user_id": 67890,
+            "host": "acme.pipedrive.com",
+            "timestamp": 1_747_843_200,
+            "timestamp_micro": 1_747_843_200_123_456,
+            "permitted_user_ids": [67890],
+            "trans_pending": False,
+            "is_bulk_update": False,
+            "pipedrive_service_name": False,
+            "change_source": "app",
+            "webhook_id": "221",
+            **meta,
+        },
+        "current": current,
+        "previous": previous,
+        "event": f"{action}.{obj}",
+        "retry": 0,
+    }
+
+
+def test_pipedrive_v1_bodies_are_accepted_stored_as_received_and_read_as_v2(client, outcome):
+    lead = outcome.lead
+    person = pipedrive_v1_body(
+        "person",
+        "updated",
+        {
+            "id": 9,
+            "name": "Maya Patel",
+            "email": [{"label": "work", "value": lead.email, "primary": True}],
+            "marketing_status": "unsubscribed",
+            "8f4b27a2c1d0e9f8a7b6c5d4e3f2a1b0c9d8e7f6": "VIP",
+        },
+        {"marketing_status": "subscribed"},
+    )
+    meeting = pipedrive_v1_body(
+        "activity",
+        "updated",
+        {
+            "id": 5,
+            "type": "meeting",
+            "done": True,
+            "marked_as_done_time": "2025-05-10 09:30:00",
+            "person_id": 9,
+            "attendees": [{"email_address": lead.email, "is_organizer": 0, "name": "Maya Patel"}],
+        },
+    )
+    deleted = pipedrive_v1_body("deal", "deleted", None, {"id": 42, "status": "open"})
+
+    responses = [post_pipedrive(client, person), post_pipedrive(client, meeting, path=MEETINGS_PATH)]
+    responses.append(post_pipedrive(client, deleted))
+
+    assert [r.status_code for r in responses] == [200, 200, 200]
+    stored = {e.event_type: e for e in process_all().values()}
+    assert set(stored) == {"person.change", "activity.change", "deal.delete"}
+    assert stored["person.change"].provider_event_id == "v1:12345:person:9:updated:1747843200123456"
+    assert json.loads(stored["person.change"].raw_body) == person  # as received
+    assert stored["person.change"].state == stored["activity.change"].state == WebhookEvent.State.PROCESSED
+    assert stored["deal.delete"].state == WebhookEvent.State.IGNORED
+    outcome.refresh_from_db()
+    assert outcome.meeting_completed
+    assert Suppression.objects.filter(value=lead.email.lower(), reason=Suppression.Reason.CRM_DO_NOT_CONTACT).exists()
+
+    assert post_pipedrive(client, person).json() == {"received": 1, "new": 0}  # a repeat
+
+
+def test_a_pipedrive_event_of_the_other_endpoint_is_stored_as_ignored(client, outcome):
+    deal = pipedrive_body("deal", "change", {"id": 42, "status": "won", "value": 10, "person_id": 9}, event_id="d-1")
+    meeting = pipedrive_body("activity", "create", {"id": 5, "type": "meeting"}, event_id="a-1")
+
+    responses = [post_pipedrive(client, deal, path=MEETINGS_PATH), post_pipedrive(client, meeting, path=DEALS_PATH)]
+
+    assert [r.json() for r in responses] == [{"received": 1, "new": 0}] * 2
+    stored = process_all()
+    assert {e.state for e in stored.values()} == {WebhookEvent.State.IGNORED}
+    assert "only /webhooks/crm/deals records them" in stored["d-1"].error
+    assert "only /webhooks/crm/meetings records them" in stored["a-1"].error
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"meta": {"action": "change", "entity": "deal"}},  # neither data nor current
+        {"meta": {"entity": "deal"}, "payload": {"id": 1}},
+        {"meta": "deal", "data": {"id": 1}},
+    ],
+    ids=["no-data", "other-key", "meta-not-object"],
+)
+def test_a_body_that_only_looks_like_pipedrive_is_read_as_the_generic_format(client, body):
+    response = post_pipedrive(client, body)  # basic credentials, no REX signature
+
+    assert response.status_code == 401
+    assert response.json() == {"detail": "Missing signature."}
 
 
 # --- Salesforce -----------------------------------------------------------------------------------
 
 
-def post_salesforce(client, body: bytes, *, path: str = DEALS_PATH):
-    return client.post(path, data=body, content_type="text/xml; charset=utf-8", headers={"SOAPAction": '""'})
+def post_salesforce(client, body: bytes, *, path: str = DEALS_PATH, token: str | None = SALESFORCE_TOKEN):
+    """As Salesforce posts to the endpoint URL configured on the outbound message: ``path?token=...``."""
+    url = path if token is None else f"{path}?{urlencode({'token': token})}"
+    return client.post(url, data=body, content_type="text/xml; charset=utf-8", headers={"SOAPAction": '""'})
 
 
 def test_a_salesforce_outbound_message_is_acknowledged_and_each_notification_stored(client, outcome):
@@ -526,19 +758,19 @@ def test_a_salesforce_outbound_message_is_acknowledged_and_each_notification_sto
                     "Description": None,
                 },
             ),
-            (
-                "04l5g00000AbCd2AAB",
-                "Event",
-                {"Id": "00U5g1", "Meeting_Status__c": "Completed", "Rex_Lead_Id__c": lead.pk},
-            ),
             ("04l5g00000AbCd3AAB", "Contact", {"Id": "0035g1", "Email": other.email, "HasOptedOutOfEmail": "true"}),
             ("04l5g00000AbCd4AAB", "Account", {"Id": "0015g1", "Name": "Brightlane"}),
         ]
     )
+    # Meetings come from their own outbound message (one per object), posted to the meetings endpoint.
+    meetings = salesforce_envelope(
+        [("04l5g00000AbCd2AAB", "Event", {"Id": "00U5g1", "Meeting_Status__c": "Completed", "Rex_Lead_Id__c": lead.pk})]
+    )
 
     response = post_salesforce(client, envelope)
+    meetings_response = post_salesforce(client, meetings, path=MEETINGS_PATH)
 
-    assert response.status_code == 200
+    assert response.status_code == meetings_response.status_code == 200
     assert response["Content-Type"].startswith("text/xml")
     assert b"<Ack>true</Ack>" in response.content and b"notificationsResponse" in response.content
     stored = process_all()
@@ -566,6 +798,77 @@ def test_a_salesforce_outbound_message_is_acknowledged_and_each_notification_sto
     again = post_salesforce(client, envelope)
     assert again.status_code == 200 and b"<Ack>true</Ack>" in again.content
     assert WebhookEvent.objects.count() == 4
+    assert {e.signature for e in WebhookEvent.objects.all()} == {WebhookEvent.Signature.VALID}
+
+
+@pytest.mark.parametrize(
+    ("token", "status", "detail"),
+    [
+        (None, 401, "Missing token."),
+        ("", 401, "Missing token."),
+        ("sf-0utb0und-t0keN", 403, "Invalid token."),
+        ("t\u00f6ken", 403, "Invalid token."),
+    ],
+    ids=["none", "empty", "wrong", "non-ascii"],
+)
+def test_a_salesforce_message_without_the_url_token_is_refused_even_from_the_right_organization(
+    client, token, status, detail
+):
+    envelope = salesforce_envelope([("04l1", "Opportunity", {"Id": "006", "StageName": "Closed Won"})])
+
+    response = post_salesforce(client, envelope, token=token)
+
+    assert response.status_code == status
+    assert response.json() == {"detail": detail}
+    assert WebhookEvent.objects.count() == 0
+
+
+def test_a_repeated_token_parameter_is_refused(client):
+    envelope = salesforce_envelope([("04l1", "Opportunity", {"Id": "006"})])
+    url = f"{DEALS_PATH}?token={SALESFORCE_TOKEN}&token=other"
+
+    response = client.post(url, data=envelope, content_type="text/xml")
+
+    assert response.status_code == 403
+
+
+def test_the_salesforce_token_is_checked_before_the_body_is_read(client):
+    response = post_salesforce(client, b"<not-xml", token="wrong")
+
+    assert response.status_code == 403  # not a 400 that would tell a stranger about the parser
+
+
+def test_without_a_salesforce_token_configured_salesforce_is_refused_unless_debug(client, settings, caplog):
+    settings.SALESFORCE_WEBHOOK_TOKEN = ""
+    envelope = salesforce_envelope([("04l1", "Opportunity", {"Id": "006"})])
+
+    refused = post_salesforce(client, envelope, token=None)
+    settings.DEBUG = True
+    accepted = post_salesforce(client, envelope, token=None)
+
+    assert refused.status_code == 403
+    assert refused.json() == {"detail": "Webhook verification is not configured."}
+    assert "SALESFORCE_WEBHOOK_TOKEN is not set" in caplog.text
+    assert accepted.status_code == 200
+    assert WebhookEvent.objects.get().signature == WebhookEvent.Signature.NOT_CONFIGURED
+
+
+def test_a_salesforce_event_of_the_other_endpoint_is_stored_as_ignored(client, outcome):
+    envelope = salesforce_envelope(
+        [
+            ("04l5g0000Opp1", "Opportunity", {"Id": "0065g1", "IsWon": "true", "Rex_Outcome_Id__c": outcome.pk}),
+            ("04l5g0000Evt1", "Event", {"Id": "00U5g1", "Rex_Outcome_Id__c": outcome.pk}),
+        ]
+    )
+
+    response = post_salesforce(client, envelope, path=MEETINGS_PATH)
+
+    assert response.status_code == 200 and b"<Ack>true</Ack>" in response.content
+    stored = process_all()
+    assert stored["04l5g0000Opp1"].state == WebhookEvent.State.IGNORED
+    assert stored["04l5g0000Evt1"].state == WebhookEvent.State.PROCESSED
+    outcome.refresh_from_db()
+    assert outcome.meeting_booked and not outcome.deal_closed
 
 
 def test_a_salesforce_message_from_another_organization_is_refused(client):

@@ -252,3 +252,13 @@ def test_sendgrid_test_vector_is_received(client, at_vector_time, django_capture
         "ZHJvcC0xMDk5NDkxOS1MUnpYbF9OSFN0T0doUTRrb2ZTbV9BLTA",
         "dropped",
     )
+
+
+def test_a_public_key_pasted_as_pem_works_too(post_signed, signer, settings, outcome):
+    body64 = signer.public_key
+    lines = [body64[i : i + 64] for i in range(0, len(body64), 64)]
+    settings.SENDGRID_WEBHOOK_PUBLIC_KEY = "\n".join(["-----BEGIN PUBLIC KEY-----", *lines, "-----END PUBLIC KEY-----"])
+
+    response = post_signed(body_of([sendgrid_event(outcome, "delivered", 1)]))
+
+    assert response.status_code == 200
