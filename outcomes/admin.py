@@ -12,7 +12,7 @@ from django.template.response import TemplateResponse
 from django.urls import path
 from django.utils import timezone
 
-from agents.models import Message, Organization
+from agents.models import AgentRun, Message, Organization
 from outcomes import labels
 from outcomes.selectors import DEFAULT_MIN_SAMPLE, METRICS, RATE_COUNTS, agent_performance, strategy_leaderboard
 from rex_project.admin_utils import json_display
@@ -66,6 +66,11 @@ class WhatWorksForm(forms.Form):
         min_value=1, label="Minimum sends", help_text="Arms with fewer sends are listed to explore, not ranked."
     )
     since = forms.DateField(required=False, help_text="Only messages (and agent runs) from this day on.")
+    agent = forms.ChoiceField(
+        choices=[("", "All agents"), *AgentRun.Agent.choices],
+        required=False,
+        help_text="Agent performance: only this agent's runs (each campaign's strategies stay the same).",
+    )
 
     @classmethod
     def for_request(cls, request) -> "WhatWorksForm":
@@ -98,8 +103,15 @@ def _what_works(form: WhatWorksForm) -> dict:
         channel=form.cleaned_data["channel"] or None,
         since=since,
     )
-    campaigns = agent_performance(organization=organization, since=since)
-    for row in [*board["ranked"], *board["exploring"], *(c["outcomes"] for c in campaigns)]:
+    campaigns = agent_performance(
+        organization=organization,
+        since=since,
+        agent=form.cleaned_data["agent"] or None,
+        metric=form.cleaned_data["metric"],
+        min_sample=form.cleaned_data["min_sample"],
+    )
+    per_campaign = [row for campaign in campaigns for row in (campaign["outcomes"], *campaign["strategies"])]
+    for row in [*board["ranked"], *board["exploring"], *per_campaign]:
         row["cells"] = _rate_cells(row)
     for campaign in campaigns:
         for agent in campaign["agents"]:
@@ -149,7 +161,15 @@ class OutcomeLabelAdmin(admin.ModelAdmin):
     show_full_result_count = False
     raw_id_fields = ("lead", "mission", "message")
     autocomplete_fields = ("organization", "campaign", "model_version")
-    readonly_fields = ("agent_decisions_pretty", "lead_context_pretty", "created_at", "updated_at")
+    # The label and weight follow from the outcome fields (seed 004's table): never typed in.
+    readonly_fields = (
+        "agent_decisions_pretty",
+        "lead_context_pretty",
+        "training_label",
+        "training_weight",
+        "created_at",
+        "updated_at",
+    )
     fieldsets = (
         (None, {"fields": ("organization", "campaign", "mission", "lead", "message", "model_version")}),
         ("Message", {"fields": ("channel", "subject_line", "message_body", "sent_at")}),
@@ -206,6 +226,11 @@ class OutcomeLabelAdmin(admin.ModelAdmin):
 
     agent_decisions_pretty = json_display("agent_decisions")
     lead_context_pretty = json_display("lead_context")
+
+    def save_model(self, request, obj, form, change):
+        """An operator's correction (a deal the CRM missed) relabels the row, as a webhook update does."""
+        obj.training_label, obj.training_weight = labels.training_label(obj)
+        super().save_model(request, obj, form, change)
 
     def get_urls(self):
         what_works = self.admin_site.admin_view(self.what_works_view)

@@ -1,11 +1,12 @@
 """Outcome labels and what works: /api/outcomes and /api/analytics/*."""
 
+from django.db.models import QuerySet
 from drf_spectacular.utils import extend_schema
-from rest_framework import serializers
+from rest_framework import generics, serializers
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
 
-from agents.models import Campaign, Message
+from agents.models import AgentRun, Campaign, Message
 from agents.selectors import decision_stats
 from outcomes.models import OutcomeLabel
 from outcomes.selectors import DEFAULT_MIN_SAMPLE, METRICS, agent_performance, strategy_leaderboard
@@ -18,27 +19,40 @@ from rex_project.api import OrganizationAPIView
 
 # Query parameter -> model lookup; the others are foreign keys (``campaign`` -> ``campaign_id``).
 FILTER_LOOKUPS = {"label": "training_label", "channel": "channel"}
+# The largest primary key a database holds (a signed 64-bit integer); a larger id is a 400, not an overflow.
+MAX_ID = 2**63 - 1
 
 
-class OutcomeListApi(OrganizationAPIView):
+def id_filter(**kwargs) -> serializers.IntegerField:
+    """An optional filter by a row's id: a positive integer the database can hold."""
+    return serializers.IntegerField(required=False, min_value=1, max_value=MAX_ID, **kwargs)
+
+
+class OutcomeListApi(OrganizationAPIView, generics.ListAPIView):
+    """The organization's outcome labels, newest first, paginated ({count, next, previous, results})."""
+
     class OutcomeFilterSerializer(serializers.Serializer):
-        campaign = serializers.IntegerField(required=False, min_value=1)
-        mission = serializers.IntegerField(required=False, min_value=1)
-        lead = serializers.IntegerField(required=False, min_value=1)
-        message = serializers.IntegerField(required=False, min_value=1)
-        model_version = serializers.IntegerField(required=False, min_value=1)
+        campaign = id_filter()
+        mission = id_filter()
+        lead = id_filter()
+        message = id_filter()
+        model_version = id_filter()
         label = serializers.ChoiceField(choices=OutcomeLabel.Label.choices, required=False, help_text="Training label.")
         channel = serializers.ChoiceField(choices=Message.Channel.choices, required=False)
 
-    @extend_schema(parameters=[OutcomeFilterSerializer], responses=OutcomeLabelOutputSerializer(many=True))
-    def get(self, request):
-        filters = self.OutcomeFilterSerializer(data=request.query_params)
+    queryset = OutcomeLabel.objects.all()
+    serializer_class = OutcomeLabelOutputSerializer
+    pagination_class = PageNumberPagination
+
+    def get_queryset(self) -> QuerySet[OutcomeLabel]:
+        filters = self.OutcomeFilterSerializer(data=self.request.query_params)
         filters.is_valid(raise_exception=True)
         lookups = {FILTER_LOOKUPS.get(name, f"{name}_id"): value for name, value in filters.validated_data.items()}
-        queryset = self.scoped(OutcomeLabel.objects.filter(**lookups)).order_by("-created_at", "-id")
-        paginator = PageNumberPagination()
-        page = paginator.paginate_queryset(queryset, request, view=self)
-        return paginator.get_paginated_response(OutcomeLabelOutputSerializer(page, many=True).data)
+        return self.scoped(super().get_queryset().filter(**lookups)).order_by("-created_at", "-id")
+
+    @extend_schema(parameters=[OutcomeFilterSerializer])
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
 
 
 class OutcomeDetailApi(OrganizationAPIView):
@@ -66,11 +80,21 @@ class WinningStrategiesApi(OrganizationAPIView):
 
 
 class AgentPerformanceApi(OrganizationAPIView):
-    """Per campaign and agent: runs, failures, decision layers and latency, beside the campaign's outcome rates."""
+    """Per campaign and agent: runs, failures, decision layers and latency, beside the campaign's outcome rates,
+    overall and per framework x tone x channel (Wilson intervals; arms under min_sample sends flagged exploring)."""
 
     class AgentPerformanceFilterSerializer(serializers.Serializer):
-        campaign = serializers.IntegerField(required=False, min_value=1)
+        campaign = id_filter()
+        agent = serializers.ChoiceField(
+            choices=AgentRun.Agent.choices, required=False, help_text="Only this agent's runs (outcomes unchanged)."
+        )
         since = serializers.DateTimeField(required=False, help_text="Only runs and messages at or after this time.")
+        metric = serializers.ChoiceField(
+            choices=METRICS, required=False, default="reply_rate", help_text="Ranks each campaign's strategies."
+        )
+        min_sample = serializers.IntegerField(
+            required=False, min_value=1, default=DEFAULT_MIN_SAMPLE, help_text="Sends a strategy needs to be ranked."
+        )
 
         def validate_campaign(self, value: int) -> Campaign:
             campaign = Campaign.objects.filter(organization=self.context["organization"], pk=value).first()
@@ -85,11 +109,11 @@ class AgentPerformanceApi(OrganizationAPIView):
             data=request.query_params, context={"organization": organization}
         )
         filters.is_valid(raise_exception=True)
-        campaign, since = filters.validated_data.get("campaign"), filters.validated_data.get("since")
+        params = {"campaign": None, "since": None, "agent": None, **filters.validated_data}
         data = {
-            "campaign": campaign.pk if campaign else None,
-            "since": since,
-            "campaigns": agent_performance(organization=organization, campaign=campaign, since=since),
+            **params,
+            "campaign": params["campaign"].pk if params["campaign"] else None,
+            "campaigns": agent_performance(organization=organization, **params),
             "organization_decisions": decision_stats(organization=organization),
         }
         return Response(AgentPerformanceOutputSerializer(data).data)

@@ -1,14 +1,16 @@
 """Reads over outcome labels: how each strategy (framework, tone, channel) performs.
 
 Everything is counted by the database (one grouped query); Python only turns counts into rates.
-Rates are over messages sent (one OutcomeLabel per sent message), as in seed 004.
+Rates are over messages sent (one OutcomeLabel per sent message), as in seed 004. The row is written just before
+the provider call and stamped with ``sent_at`` once the provider took the message, so only stamped rows count: a
+send that failed for good keeps its row (``sent_at`` NULL) but never went out and must not dilute a rate.
 """
 
 import math
 from datetime import datetime, timedelta
 
 from django.db.models import Avg, Count, Exists, OuterRef, Q, QuerySet, Sum, Value
-from django.db.models.functions import Coalesce, Lower, StrIndex, Substr
+from django.db.models.functions import Lower, StrIndex, Substr
 from django.utils import timezone
 
 from agents.models import AgentRun, Campaign, Lead, Organization, Suppression
@@ -56,11 +58,15 @@ def funnel_aggregates() -> dict:
     }
 
 
-def _grouped_counts(queryset: QuerySet[OutcomeLabel]) -> QuerySet:
+STRATEGY_FIELDS = ("framework", "tone", "channel")
+
+
+def _grouped_counts(queryset: QuerySet[OutcomeLabel], *by: str) -> QuerySet:
+    """The funnel counts per (``*by``, framework, tone, channel), in one grouped query."""
     return (
-        queryset.values("framework", "tone", "channel")
+        queryset.values(*by, *STRATEGY_FIELDS)
         .annotate(sent=Count("id"), **funnel_aggregates())
-        .order_by("framework", "tone", "channel")
+        .order_by(*by, *STRATEGY_FIELDS)
     )
 
 
@@ -82,12 +88,13 @@ def _with_rates(row: dict) -> dict:
 
 
 def _outcomes(*, organization_id: int, campaign_id: int | None = None, since: datetime | None = None):
-    queryset = OutcomeLabel.objects.filter(organization_id=organization_id)
+    """The organization's outcomes of messages that went out: every rate here and in the personalizer's arm
+    statistics is over these. A row without ``sent_at`` is a send in flight or one that failed for good."""
+    queryset = OutcomeLabel.objects.filter(organization_id=organization_id, sent_at__isnull=False)
     if campaign_id is not None:
         queryset = queryset.filter(campaign_id=campaign_id)
     if since is not None:
-        # Outcomes without a send time (not yet stamped by the outreach agent) count from creation.
-        queryset = queryset.alias(when=Coalesce("sent_at", "created_at")).filter(when__gte=since)
+        queryset = queryset.filter(sent_at__gte=since)
     return queryset
 
 
@@ -102,10 +109,9 @@ def strategy_performance(
 def winning_strategies(*, organization_id: int, metric: str = "reply_rate", min_samples: int = 10) -> list[dict]:
     """Strategies with at least ``min_samples`` sends, best first by ``metric``.
 
-    Ties go to the arm whose reply-rate interval has the higher lower bound (more evidence), then to more sends.
+    Ties go to the arm with more evidence for ``metric`` (see ``_rank_key``), then to more sends.
     """
-    if metric not in METRICS:
-        raise ValueError(f"Unknown metric {metric!r}; use one of {', '.join(METRICS)}.")
+    _check_metric(metric)
     rows = _grouped_counts(_outcomes(organization_id=organization_id)).filter(sent__gte=min_samples)
     strategies = [_with_rates(row) for row in rows]
     strategies.sort(key=_rank_key(metric), reverse=True)
@@ -113,7 +119,15 @@ def winning_strategies(*, organization_id: int, metric: str = "reply_rate", min_
 
 
 def _rank_key(metric: str):
-    return lambda s: (s[metric], s["reply_rate_ci95"][0], s["sent"])
+    """Best first (sort with ``reverse=True``) by ``metric``; ties go to the higher lower bound of the metric's own
+    95% Wilson interval (the same rate on more evidence), then to more sends. The average deal value is no
+    proportion and has no interval: its ties go to the arm with more closed deals behind the average."""
+    count = RATE_COUNTS.get(metric)
+
+    def evidence(row: dict) -> float:
+        return wilson_interval(row[count], row["sent"])[0] if count else row["deals"]
+
+    return lambda row: (row[metric], evidence(row), row["sent"])
 
 
 # --- What works: strategies to exploit or explore, and how each campaign's agents performed ---------------
@@ -138,15 +152,25 @@ def strategy_leaderboard(
     ``ranked``: arms with at least ``min_sample`` sends, best first as in ``winning_strategies`` (exploit).
     ``exploring``: arms still under it, most sends first; their rates are too uncertain to rank (explore).
     """
-    if metric not in METRICS:
-        raise ValueError(f"Unknown metric {metric!r}; use one of {', '.join(METRICS)}.")
+    _check_metric(metric)
     queryset = _outcomes(organization_id=organization_id, since=since)
     if channel:
         queryset = queryset.filter(channel=channel)
-    rows = [_with_intervals(_with_rates(row)) for row in _grouped_counts(queryset)]
+    return _by_evidence(_grouped_counts(queryset), metric=metric, min_sample=min_sample)
+
+
+def _check_metric(metric: str) -> None:
+    if metric not in METRICS:
+        raise ValueError(f"Unknown metric {metric!r}; use one of {', '.join(METRICS)}.")
+
+
+def _by_evidence(groups, *, metric: str, min_sample: int) -> dict[str, list[dict]]:
+    """Grouped counts as rate rows with intervals, split at ``min_sample`` sends: ``ranked`` best first by
+    ``metric``, ``exploring`` most sends first (stable: ties keep framework, tone, channel order)."""
+    rows = [_with_intervals(_with_rates(row)) for row in groups]
     ranked = sorted((row for row in rows if row["sent"] >= min_sample), key=_rank_key(metric), reverse=True)
     exploring = [row for row in rows if row["sent"] < min_sample]
-    exploring.sort(key=lambda row: -row["sent"])  # stable: ties keep framework, tone, channel order
+    exploring.sort(key=lambda row: -row["sent"])
     return {"ranked": ranked, "exploring": exploring}
 
 
@@ -197,25 +221,58 @@ def _empty_funnel() -> dict:
     return {"sent": 0, "delivered": 0, "opened": 0, "replied": 0, "meetings": 0, "deals": 0, "revenue_sum": None}
 
 
+def _campaign_strategies(outcomes: QuerySet[OutcomeLabel], *, metric: str, min_sample: int) -> dict:
+    """Per campaign: its (framework, tone, channel) arms as in ``strategy_leaderboard``, in one grouped query;
+    ranked arms first (best first by ``metric``), then those under ``min_sample`` sends flagged ``exploring``."""
+    groups: dict[int | None, list[dict]] = {}
+    for row in _grouped_counts(outcomes, "campaign"):
+        groups.setdefault(row.pop("campaign"), []).append(row)
+    strategies = {}
+    for campaign_id, rows in groups.items():
+        board = _by_evidence(rows, metric=metric, min_sample=min_sample)
+        strategies[campaign_id] = [
+            *({**row, "exploring": False} for row in board["ranked"]),
+            *({**row, "exploring": True} for row in board["exploring"]),
+        ]
+    return strategies
+
+
 def agent_performance(
-    *, organization: Organization, campaign: Campaign | None = None, since: datetime | None = None
+    *,
+    organization: Organization,
+    campaign: Campaign | None = None,
+    since: datetime | None = None,
+    agent: str | None = None,
+    metric: str = "reply_rate",
+    min_sample: int = DEFAULT_MIN_SAMPLE,
 ) -> list[dict]:
     """Per campaign: each agent's runs (successes, failures, decision-layer split, latency) beside the outcome
-    rates of the messages that campaign sent. Missions without a campaign are one row with ``campaign_id`` None.
+    rates of the messages that campaign sent, overall (``outcomes``) and per framework x tone x channel
+    (``strategies``, with Wilson intervals and the minimum sample as in ``strategy_leaderboard``). Missions
+    without a campaign are one row with ``campaign_id`` None.
 
-    Three queries whatever the size: runs grouped by (campaign, agent), outcomes grouped by campaign, names.
+    ``agent`` keeps only that agent's runs. The outcome figures stay the campaign's: a message is the work of the
+    whole pipeline (the personalizer picks its framework and tone, the outreach agent sends it), so the rates of
+    its strategies are not split by agent. A campaign is listed when it has runs of the agents shown or outcomes.
+
+    Four queries whatever the size: runs grouped by (campaign, agent), outcomes grouped by campaign, outcomes
+    grouped by (campaign, framework, tone, channel), names.
     """
+    _check_metric(metric)
     runs = AgentRun.objects.filter(mission__organization=organization)
     if campaign is not None:
         runs = runs.filter(mission__campaign=campaign)
     if since is not None:
         runs = runs.filter(created_at__gte=since)
+    if agent is not None:
+        runs = runs.filter(agent=agent)
     agents = _agent_rows(runs)
     outcomes = _outcomes(organization_id=organization.pk, campaign_id=campaign.pk if campaign else None, since=since)
     funnels = {
         row.pop("campaign"): row
         for row in outcomes.values("campaign").annotate(sent=Count("id"), **funnel_aggregates()).order_by()
     }
+    strategies = _campaign_strategies(outcomes, metric=metric, min_sample=min_sample)
     ids = set(agents) | set(funnels) | ({campaign.pk} if campaign is not None else set())
     names = dict(Campaign.objects.filter(organization=organization, pk__in=ids - {None}).values_list("pk", "name"))
     rows = [
@@ -223,6 +280,7 @@ def agent_performance(
             "campaign_id": campaign_id,
             "campaign_name": names.get(campaign_id, "") if campaign_id is not None else "",
             "outcomes": _with_intervals(_with_rates(funnels.get(campaign_id) or _empty_funnel())),
+            "strategies": strategies.get(campaign_id, []),
             "agents": agents.get(campaign_id, []),
         }
         for campaign_id in ids

@@ -79,6 +79,12 @@ class StrategySerializer(FunnelSerializer):
     channel = serializers.CharField()
 
 
+class CampaignStrategySerializer(StrategySerializer):
+    exploring = serializers.BooleanField(
+        help_text="Under min_sample sends: too uncertain to rank, listed after the ranked arms (explore)."
+    )
+
+
 class WinningStrategiesOutputSerializer(serializers.Serializer):
     metric = serializers.CharField()
     min_sample = serializers.IntegerField()
@@ -119,6 +125,11 @@ class CampaignPerformanceSerializer(serializers.Serializer):
     campaign_id = serializers.IntegerField(allow_null=True, help_text="None: missions without a campaign.")
     campaign_name = serializers.CharField(allow_blank=True)
     outcomes = FunnelSerializer(help_text="Outcome rates of the messages this campaign sent.")
+    strategies = CampaignStrategySerializer(
+        many=True,
+        help_text="The same rates per framework x tone x channel: arms with at least min_sample sends first, best "
+        "first by metric, then the arms still exploring (most sends first).",
+    )
     agents = AgentRowSerializer(many=True)
 
 
@@ -146,6 +157,9 @@ class DecisionStatsSerializer(serializers.Serializer):
 class AgentPerformanceOutputSerializer(serializers.Serializer):
     campaign = serializers.IntegerField(allow_null=True)
     since = serializers.DateTimeField(allow_null=True)
+    agent = serializers.CharField(allow_null=True, help_text="The agent whose runs are shown; null: every agent.")
+    metric = serializers.CharField(help_text="What ranks each campaign's strategies.")
+    min_sample = serializers.IntegerField(help_text="Sends a strategy needs to be ranked rather than explored.")
     campaigns = CampaignPerformanceSerializer(many=True)
     organization_decisions = DecisionStatsSerializer(
         help_text="Organization-wide and all-time (the /rex/stats figures): layer split and latency percentiles."

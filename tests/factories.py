@@ -10,6 +10,7 @@ import json
 import factory
 from django.contrib.auth import get_user_model
 from django.contrib.auth.hashers import make_password
+from django.utils import timezone
 from factory.django import DjangoModelFactory, Password
 
 from agents.models import (
@@ -204,6 +205,7 @@ class OutcomeLabelFactory(DjangoModelFactory):
     channel = factory.Maybe("message", yes_declaration=factory.SelfAttribute("message.channel"), no_declaration="email")
     framework = "AIDA"
     tone = "friendly"
+    sent_at = factory.LazyFunction(timezone.now)  # what-works counts only messages that went out
     delivered = True
     training_label = OutcomeLabel.Label.NEUTRAL
     training_weight = 1.0

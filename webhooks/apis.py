@@ -2,7 +2,7 @@
 
 from django.db.models import Q, QuerySet
 from drf_spectacular.utils import extend_schema
-from rest_framework import permissions, serializers, status
+from rest_framework import generics, permissions, serializers, status
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
 
@@ -38,29 +38,42 @@ class WebhookEventDetailOutputSerializer(serializers.ModelSerializer):
 
 
 class WebhookEventAPIView(OrganizationAPIView):
-    """The caller's organization's events; staff also see events not yet linked to any organization."""
+    """The caller's organization's events; superusers also see events not yet linked to any organization.
+
+    An event is linked to an organization once it is matched to one of its messages or leads. Until then it has
+    no organization and may belong to any tenant: its ``raw_body`` holds another tenant's recipients and replies,
+    so only a superuser (who administers every tenant) sees it, to investigate or reprocess an unmatched event.
+    Staff of an organization (``is_staff`` without ``is_superuser``) see their organization's events only, like
+    every member; ``is_staff`` still lets them reprocess those.
+    """
 
     def scoped(self, queryset: QuerySet) -> QuerySet:
         mine = Q(organization=self.organization)
-        if self.request.user.is_staff:
+        if self.request.user.is_superuser:
             mine |= Q(organization__isnull=True)
         return queryset.filter(mine)
 
 
-class WebhookEventListApi(WebhookEventAPIView):
+class WebhookEventListApi(WebhookEventAPIView, generics.ListAPIView):
+    """Received events with their processing state, newest first, paginated ({count, next, previous, results})."""
+
     class WebhookEventFilterSerializer(serializers.Serializer):
         provider = serializers.ChoiceField(choices=WebhookEvent.Provider.choices, required=False)
         state = serializers.ChoiceField(choices=WebhookEvent.State.choices, required=False)
         event_type = serializers.CharField(max_length=64, required=False)
 
-    @extend_schema(parameters=[WebhookEventFilterSerializer], responses=WebhookEventOutputSerializer(many=True))
-    def get(self, request):
-        filters = self.WebhookEventFilterSerializer(data=request.query_params)
+    queryset = WebhookEvent.objects.all()
+    serializer_class = WebhookEventOutputSerializer
+    pagination_class = PageNumberPagination
+
+    def get_queryset(self) -> QuerySet[WebhookEvent]:
+        filters = self.WebhookEventFilterSerializer(data=self.request.query_params)
         filters.is_valid(raise_exception=True)
-        queryset = self.scoped(WebhookEvent.objects.filter(**filters.validated_data)).order_by("-received_at", "-id")
-        paginator = PageNumberPagination()
-        page = paginator.paginate_queryset(queryset, request, view=self)
-        return paginator.get_paginated_response(WebhookEventOutputSerializer(page, many=True).data)
+        return self.scoped(super().get_queryset().filter(**filters.validated_data)).order_by("-received_at", "-id")
+
+    @extend_schema(parameters=[WebhookEventFilterSerializer])
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
 
 
 class WebhookEventDetailApi(WebhookEventAPIView):

@@ -174,3 +174,35 @@ def test_list_query_count_does_not_grow_with_rows(api_client, org):
     with CaptureQueriesContext(connection) as five_rows:
         assert len(api_client.get("/api/outcomes").json()["results"]) == 5
     assert len(five_rows) == len(one_row)
+
+
+@pytest.mark.parametrize("name", ["campaign", "mission", "lead", "message", "model_version"])
+def test_an_id_beyond_64_bits_is_a_400_not_an_overflow(api_client, mine, name):
+    response = api_client.get("/api/outcomes/", {name: "99999999999999999999"})
+
+    assert response.status_code == 400
+    assert list(response.json()) == [name]
+
+
+@pytest.mark.parametrize("name", ["campaign", "mission", "lead", "message", "model_version"])
+def test_the_largest_64_bit_id_is_a_valid_filter(api_client, mine, name):
+    assert _ids(api_client.get("/api/outcomes", {name: 2**63 - 1})) == set()
+
+
+def test_a_page_past_the_end_is_a_404(api_client, mine):
+    assert api_client.get("/api/outcomes", {"page": 2}).status_code == 404
+
+
+def test_the_schema_documents_the_paginated_list_and_its_filters(client):
+    schema = client.get("/api/schema/", {"format": "json"}).json()
+
+    operation = schema["paths"]["/api/outcomes"]["get"]
+    parameters = {parameter["name"]: parameter["schema"] for parameter in operation["parameters"]}
+    assert set(parameters) == {"campaign", "mission", "lead", "message", "model_version", "label", "channel", "page"}
+    for name in ("campaign", "mission", "lead", "message", "model_version"):
+        assert (parameters[name]["minimum"], parameters[name]["maximum"]) == (1, 2**63 - 1)
+    response = operation["responses"]["200"]["content"]["application/json"]["schema"]
+    assert response == {"$ref": "#/components/schemas/PaginatedOutcomeLabelOutputList"}
+    page = schema["components"]["schemas"]["PaginatedOutcomeLabelOutputList"]
+    assert set(page["properties"]) == {"count", "next", "previous", "results"}
+    assert page["properties"]["results"]["items"] == {"$ref": "#/components/schemas/OutcomeLabelOutput"}

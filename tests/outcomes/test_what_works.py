@@ -2,17 +2,27 @@
 
 import datetime as dt
 from decimal import Decimal
+from unittest import mock
 
 import pytest
 from django.utils import timezone
 
-from agents.models import AgentRun
+from agents.channels import ProviderError
+from agents.models import AgentRun, Message
+from agents.sending import message_send
 from outcomes.models import OutcomeLabel
-from outcomes.selectors import agent_performance, strategy_leaderboard
+from outcomes.selectors import (
+    agent_performance,
+    strategy_leaderboard,
+    strategy_performance,
+    wilson_interval,
+    winning_strategies,
+)
 from tests.factories import (
     AgentRunFactory,
     CampaignFactory,
     LeadFactory,
+    MessageFactory,
     MissionFactory,
     OrganizationFactory,
 )
@@ -25,12 +35,19 @@ WILSON_4_OF_40 = [0.0396, 0.2305]
 WILSON_40_OF_40 = [0.9124, 1.0]
 
 
-def _plant(org, framework, n, replies, *, tone="direct", channel="email", campaign=None, **fields):
+def _plant(
+    org, framework, n, replies, *, opens=None, deals=None, tone="direct", channel="email", campaign=None, **fields
+):
+    """``n`` sent outcomes of one arm: the first ``replies`` replied (and the first ``opens`` opened, the first
+    ``deals`` closed a deal, when given); ``fields`` go to every row."""
     lead = LeadFactory(organization=org)
+    fields.setdefault("sent_at", timezone.now())
+    firsts = {"opened": opens, "deal_closed": deals}
     OutcomeLabel.objects.bulk_create(
         OutcomeLabel(
             organization=org, lead=lead, campaign=campaign, framework=framework, tone=tone, channel=channel,
-            delivered=True, replied=index < replies, **fields,
+            delivered=True, replied=index < replies,
+            **{flag: index < first for flag, first in firsts.items() if first is not None}, **fields,
         )
         for index in range(n)
     )  # fmt: skip
@@ -84,6 +101,30 @@ def test_ranking_by_average_deal_value(org):
     assert board["ranked"][0]["avg_deal_value"] == 900.0 and board["ranked"][0]["close_rate"] == 1.0
 
 
+def test_equal_rates_rank_by_the_chosen_metrics_own_interval_not_the_reply_rates(org):
+    # Both open half their messages; X on twice the evidence. Y's replies must not decide an open-rate tie.
+    _plant(org, "X", 60, 0, opens=30)
+    _plant(org, "Y", 30, 15, opens=15)
+
+    board = strategy_leaderboard(organization_id=org.pk, metric="open_rate", min_sample=30)
+    by_reply = strategy_leaderboard(organization_id=org.pk, metric="reply_rate", min_sample=30)
+
+    x, y = board["ranked"]
+    assert (x["framework"], x["open_rate"], y["framework"], y["open_rate"]) == ("X", 0.5, "Y", 0.5)
+    assert x["ci95"]["open_rate"][0] > y["ci95"]["open_rate"][0] and x["reply_rate_ci95"][0] < y["reply_rate_ci95"][0]
+    assert _arms(winning_strategies(organization_id=org.pk, metric="open_rate", min_samples=30)) == ["X", "Y"]
+    assert _arms(by_reply["ranked"]) == ["Y", "X"]
+
+
+def test_an_average_deal_value_tie_goes_to_the_arm_with_more_deals_behind_it(org):
+    _plant(org, "FEW", 30, 20, deals=2, deal_value=Decimal("500"))  # more replies, but two deals
+    _plant(org, "MANY", 30, 0, deals=6, deal_value=Decimal("500"))
+
+    board = strategy_leaderboard(organization_id=org.pk, metric="avg_deal_value", min_sample=30)
+
+    assert [(row["framework"], row["avg_deal_value"]) for row in board["ranked"]] == [("MANY", 500.0), ("FEW", 500.0)]
+
+
 def test_channel_and_since_narrow_the_outcomes(org):
     _plant(org, "A", 30, 3, channel="email", sent_at=timezone.now())
     _plant(org, "S", 30, 3, channel="sms", sent_at=timezone.now())
@@ -96,6 +137,40 @@ def test_channel_and_since_narrow_the_outcomes(org):
 
     assert sorted(_arms(sms["ranked"])) == ["OLD", "S"]
     assert _arms(recent_sms["ranked"]) == ["S"]
+
+
+class Refusing:
+    """A provider that refuses every message for good (a 4xx: not retried)."""
+
+    def send(self, message, *, custom_args):
+        raise ProviderError("550 mailbox unavailable", status=400)
+
+
+def test_a_send_that_failed_for_good_counts_nowhere(org, settings):
+    """The outcome row is written before the provider call; a refused send keeps it, unstamped, and no rate (nor
+    the personalizer's arm statistics, which read strategy_performance) may count it as sent."""
+    settings.SENDGRID_API_KEY = ""  # the sandbox: builds the real request, sends nothing
+    campaign = CampaignFactory(organization=org)
+    mission = MissionFactory(organization=org, campaign=campaign)
+    messages = MessageFactory.create_batch(
+        3, organization=org, mission=mission, status=Message.Status.QUEUED, framework="PAS", tone="direct"
+    )
+    for message in messages[:2]:
+        message_send(message_id=message.pk)
+    with mock.patch("agents.sending.provider_for", return_value=Refusing()), pytest.raises(ProviderError):
+        message_send(message_id=messages[2].pk)
+
+    OutcomeLabel.objects.filter(message=messages[0]).update(delivered=True)  # the provider's webhook, later
+
+    failed = OutcomeLabel.objects.get(message=messages[2])
+    assert Message.objects.get(pk=messages[2].pk).status == Message.Status.FAILED and failed.sent_at is None
+    assert OutcomeLabel.objects.filter(organization=org).count() == 3
+    (arm,) = strategy_leaderboard(organization_id=org.pk, min_sample=1)["ranked"]
+    assert (arm["framework"], arm["sent"], arm["delivery_rate"]) == ("PAS", 2, 0.5)
+    assert [row["sent"] for row in strategy_performance(organization_id=org.pk)] == [2]
+    assert [row["sent"] for row in winning_strategies(organization_id=org.pk, min_samples=1)] == [2]
+    (row,) = agent_performance(organization=org, since=timezone.now() - dt.timedelta(days=1))
+    assert row["outcomes"]["sent"] == 2 and [arm["sent"] for arm in row["strategies"]] == [2]
 
 
 def test_the_leaderboard_is_one_query(planted, django_assert_num_queries):
@@ -172,8 +247,53 @@ def test_agent_performance_for_one_campaign_and_a_time_window(org, campaigns):
     assert [agent["agent"] for agent in recent[0]["agents"]] == ["icp"]
 
 
-def test_agent_performance_counts_in_three_queries(org, campaigns, django_assert_num_queries):
-    with django_assert_num_queries(3):
+def test_agent_performance_breaks_each_campaign_down_by_strategy(org, campaigns):
+    alpha, beta = campaigns
+    _plant(org, "B", 40, 4, campaign=alpha, tone="friendly")
+    _plant(org, "B", 30, 15, campaign=alpha, tone="friendly", channel="sms")
+    _plant(org, "B", 5, 0, campaign=beta)
+
+    rows = agent_performance(organization=org, min_sample=30)
+
+    first, second, no_campaign = rows
+    arms = [(arm["framework"], arm["tone"], arm["channel"], arm["exploring"]) for arm in first["strategies"]]
+    assert arms == [
+        ("B", "friendly", "sms", False),  # reply 50%, ranked first
+        ("B", "friendly", "email", False),  # reply 10%
+        ("A", "direct", "email", True),  # 10 sends: under the minimum, to explore
+    ]
+    sms, email, explore = first["strategies"]
+    assert (sms["sent"], sms["replied"], sms["reply_rate"]) == (30, 15, 0.5)
+    assert sms["ci95"]["reply_rate"] == list(wilson_interval(15, 30)) == sms["reply_rate_ci95"]
+    assert email["ci95"]["reply_rate"] == WILSON_4_OF_40
+    assert {"delivery_rate", "open_rate", "meeting_rate", "close_rate", "avg_deal_value"} <= set(explore)
+    assert sum(arm["sent"] for arm in first["strategies"]) == first["outcomes"]["sent"] == 80
+    assert [(arm["framework"], arm["sent"], arm["exploring"]) for arm in second["strategies"]] == [("B", 5, True)]
+    assert no_campaign["strategies"] == []
+    lenient = agent_performance(organization=org, campaign=alpha, min_sample=5, metric="open_rate")
+    assert not any(arm["exploring"] for arm in lenient[0]["strategies"])
+
+
+def test_agent_performance_for_one_agent(org, campaigns):
+    alpha, _ = campaigns
+
+    rows = agent_performance(organization=org, agent="personalizer")
+
+    # Beta and the campaign-less missions had no personalizer runs and no outcomes.
+    assert [row["campaign_id"] for row in rows] == [alpha.pk]
+    assert [agent["agent"] for agent in rows[0]["agents"]] == ["personalizer"]
+    assert rows[0]["agents"][0]["runs"] == 2
+    assert rows[0]["outcomes"]["sent"] == 10 and [arm["framework"] for arm in rows[0]["strategies"]] == ["A"]
+
+
+def test_agent_performance_refuses_an_unknown_metric(org):
+    with pytest.raises(ValueError, match="Unknown metric"):
+        agent_performance(organization=org, metric="vibes")
+
+
+def test_agent_performance_counts_in_four_queries(org, campaigns, django_assert_num_queries):
+    _plant(org, "B", 40, 4, campaign=campaigns[1])
+    with django_assert_num_queries(4):
         agent_performance(organization=org)
 
 
@@ -219,7 +339,12 @@ def test_agent_performance_api(api_client, org, campaigns):
     body = api_client.get("/api/analytics/agent-performance", {"campaign": alpha.pk}).json()
 
     assert body["campaign"] == alpha.pk and body["since"] is None
+    assert (body["agent"], body["metric"], body["min_sample"]) == (None, "reply_rate", 30)
     assert [row["campaign_name"] for row in body["campaigns"]] == ["Alpha"]
+    assert set(body["campaigns"][0]) == {"campaign_id", "campaign_name", "outcomes", "strategies", "agents"}
+    (arm,) = body["campaigns"][0]["strategies"]
+    assert (arm["framework"], arm["tone"], arm["sent"], arm["exploring"]) == ("A", "direct", 10, True)
+    assert arm["ci95"]["reply_rate"] == list(wilson_interval(5, 10))
     assert body["campaigns"][0]["agents"][0]["success_rate_ci95"] == [0.3006, 0.9544]  # Wilson 3 of 4
     assert body["campaigns"][0]["outcomes"]["reply_rate"] == 0.5
     # agents.selectors.decision_stats, organization-wide: 3 + 2 in Alpha, 1 in beta, 1 without a campaign.
@@ -227,11 +352,40 @@ def test_agent_performance_api(api_client, org, campaigns):
     assert body["organization_decisions"]["layers"]["llm"]["count"] == 2
 
 
-@pytest.mark.parametrize("value", ["abc", "0"])
-def test_agent_performance_api_rejects_a_bad_campaign(api_client, org, value):
-    response = api_client.get("/api/analytics/agent-performance", {"campaign": value})
+def test_agent_performance_api_for_one_agent_ranked_by_another_metric(api_client, org, campaigns):
+    body = api_client.get(
+        "/api/analytics/agent-performance", {"agent": "icp", "metric": "open_rate", "min_sample": 5}
+    ).json()
 
-    assert response.status_code == 400 and list(response.json()) == ["campaign"]
+    assert (body["agent"], body["metric"], body["min_sample"]) == ("icp", "open_rate", 5)
+    assert [row["campaign_name"] for row in body["campaigns"]] == ["Alpha", "beta"]
+    assert all([agent["agent"] for agent in row["agents"]] == ["icp"] for row in body["campaigns"])
+    assert body["campaigns"][0]["strategies"][0]["exploring"] is False  # 10 sends >= 5
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"campaign": "abc"}, "campaign"),
+        ({"campaign": "0"}, "campaign"),
+        ({"campaign": "99999999999999999999"}, "campaign"),  # beyond a 64-bit id: a 400, not an overflow
+        ({"agent": "robot"}, "agent"),
+        ({"agent": "Personalizer"}, "agent"),  # the label is not the name
+        ({"metric": "vibes"}, "metric"),
+        ({"min_sample": "0"}, "min_sample"),
+        ({"since": "last tuesday"}, "since"),
+    ],
+)
+def test_agent_performance_api_rejects_bad_parameters(api_client, org, params, field):
+    response = api_client.get("/api/analytics/agent-performance", params)
+
+    assert response.status_code == 400 and list(response.json()) == [field]
+
+
+def test_agent_performance_api_takes_the_largest_id(api_client, org):
+    response = api_client.get("/api/analytics/agent-performance", {"campaign": 2**63 - 1})
+
+    assert response.status_code == 400 and "No campaign" in response.json()["campaign"][0]
 
 
 def test_agent_performance_api_refuses_another_organizations_campaign(api_client, org):
@@ -267,3 +421,39 @@ def test_every_endpoint_is_in_the_openapi_schema(client):
         assert path in schema
     for component in ("WinningStrategiesOutput", "AgentPerformanceOutput", "OutcomeLabelOutput", "RateIntervals"):
         assert component in schema
+
+
+def test_the_schema_documents_the_agent_performance_parameters_and_strategies(client):
+    schema = client.get("/api/schema/", {"format": "json"}).json()
+
+    operation = schema["paths"]["/api/analytics/agent-performance"]["get"]
+    parameters = {parameter["name"]: parameter["schema"] for parameter in operation["parameters"]}
+    assert set(parameters) == {"campaign", "agent", "since", "metric", "min_sample"}
+    assert "personalizer" in parameters["agent"]["enum"] and parameters["campaign"]["maximum"] == 2**63 - 1
+    components = schema["components"]["schemas"]
+    assert {"agent", "metric", "min_sample"} <= set(components["AgentPerformanceOutput"]["properties"])
+    strategies = components["CampaignPerformance"]["properties"]["strategies"]
+    assert strategies["items"]["$ref"] == "#/components/schemas/CampaignStrategy"
+    assert {"framework", "tone", "channel", "exploring", "ci95"} <= set(components["CampaignStrategy"]["properties"])
+
+
+# --- Admin ----------------------------------------------------------------------------------------------------
+
+
+def test_the_what_works_page_shows_each_campaigns_strategies_and_filters_by_agent(admin_client, org, campaigns):
+    alpha, _ = campaigns
+    _plant(org, "B", 40, 4, campaign=alpha, tone="friendly")
+    url = "/admin/outcomes/outcomelabel/what-works/"
+    params = {"organization": org.pk, "metric": "reply_rate", "min_sample": 30}
+
+    page = admin_client.get(url, params).content.decode()
+    only_icp = admin_client.get(url, {**params, "agent": "icp"}).content.decode()
+
+    agents = page[page.index('id="agent-performance"') :]
+    alpha_section = agents[agents.index("Alpha") : agents.index("beta")]
+    strategies = alpha_section[alpha_section.index("Strategies") : alpha_section.index("<h4>Agents")]
+    assert "friendly" in strategies and "10.0% [4.0%, 23.1%]" in strategies  # 4 of 40 with its Wilson interval
+    assert strategies.index("friendly") < strategies.index("exploring")  # ranked B first, then A to explore
+    assert "Personalizer" in alpha_section
+    icp_agents = only_icp[only_icp.index('id="agent-performance"') :]
+    assert "ICP intelligence" in icp_agents and "<td>Personalizer</td>" not in icp_agents

@@ -37,6 +37,16 @@ def staff_client(staff_membership):
 
 
 @pytest.fixture
+def superuser_client(org):
+    membership = MembershipFactory(organization=org)
+    membership.user.is_staff = membership.user.is_superuser = True
+    membership.user.save(update_fields=["is_staff", "is_superuser"])
+    client = APIClient()
+    client.force_authenticate(membership.user)
+    return client
+
+
+@pytest.fixture
 def enqueued():
     """The real task's enqueue, replaced; the service's on-commit hook still has to fire for it to be called."""
     with mock.patch.object(process_webhook_event, "delay") as delay:
@@ -51,7 +61,7 @@ def _ids(response) -> set[int]:
 def test_list_shows_my_organizations_events_with_their_processing_state(api_client, org):
     mine = WebhookEventFactory(organization=org, state=State.FAILED, error="boom", attempts=3)
     WebhookEventFactory(organization=OrganizationFactory())
-    WebhookEventFactory(organization=None)  # not linked yet: staff only
+    WebhookEventFactory(organization=None)  # not linked yet: superusers only
 
     response = api_client.get("/api/webhook-events")
 
@@ -61,13 +71,13 @@ def test_list_shows_my_organizations_events_with_their_processing_state(api_clie
     assert "raw_body" not in row and "headers" not in row  # the list stays light; the detail has them
 
 
-def test_staff_also_see_events_not_linked_to_any_organization(staff_client, org):
+def test_superusers_also_see_events_not_linked_to_any_organization(superuser_client, org):
     mine = WebhookEventFactory(organization=org)
     unlinked = WebhookEventFactory(organization=None)
     WebhookEventFactory(organization=OrganizationFactory())
 
-    assert _ids(staff_client.get("/api/webhook-events/")) == {mine.pk, unlinked.pk}
-    assert staff_client.get(f"/api/webhook-events/{unlinked.pk}").status_code == 200
+    assert _ids(superuser_client.get("/api/webhook-events/")) == {mine.pk, unlinked.pk}
+    assert superuser_client.get(f"/api/webhook-events/{unlinked.pk}").json()["raw_body"] == unlinked.raw_body
 
 
 def test_detail_includes_raw_body_and_headers_without_credentials(api_client, org):
@@ -169,9 +179,9 @@ def test_staff_cannot_reprocess_another_organizations_event(staff_client, enqueu
 
 
 def test_a_reprocessed_unmatched_event_now_reaches_its_outcome(
-    staff_client, outcome, enqueued, django_capture_on_commit_callbacks
+    superuser_client, outcome, enqueued, django_capture_on_commit_callbacks
 ):
-    """End to end: the event came before its outcome existed; the sweep gave up; an operator retries it."""
+    """End to end: the event came before its outcome existed; the sweep gave up; a superuser retries it."""
     payload = sendgrid_event(outcome, "delivered", 1)
     event = WebhookEventFactory(
         provider_event_id=payload["sg_event_id"], event_type="delivered", raw_body=json.dumps(payload),
@@ -179,10 +189,42 @@ def test_a_reprocessed_unmatched_event_now_reaches_its_outcome(
     )  # fmt: skip
 
     with django_capture_on_commit_callbacks(execute=True):
-        assert staff_client.post(f"/api/webhook-events/{event.pk}/reprocess").status_code == 202
+        assert superuser_client.post(f"/api/webhook-events/{event.pk}/reprocess").status_code == 202
     process_webhook_event(*enqueued.call_args.args)  # what the worker runs
 
     event.refresh_from_db()
     outcome.refresh_from_db()
     assert event.state == State.PROCESSED and event.organization_id == outcome.organization_id
     assert outcome.delivered
+
+
+def test_staff_of_an_organization_see_only_its_events_not_unlinked_ones(staff_client, org, enqueued):
+    mine = WebhookEventFactory(organization=org)
+    unlinked = WebhookEventFactory(organization=None, state=State.UNMATCHED, raw_body='{"email": "x@other.example"}')
+    WebhookEventFactory(organization=OrganizationFactory())
+
+    assert _ids(staff_client.get("/api/webhook-events/")) == {mine.pk}
+    assert staff_client.get(f"/api/webhook-events/{unlinked.pk}").status_code == 404
+    assert staff_client.post(f"/api/webhook-events/{unlinked.pk}/reprocess").status_code == 404
+    assert not enqueued.called
+
+
+def test_the_schema_documents_the_paginated_list_and_its_filters(client):
+    schema = client.get("/api/schema/", {"format": "json"}).json()
+
+    operation = schema["paths"]["/api/webhook-events"]["get"]
+    assert {parameter["name"] for parameter in operation["parameters"]} == {"provider", "state", "event_type", "page"}
+    response = operation["responses"]["200"]["content"]["application/json"]["schema"]
+    assert response == {"$ref": "#/components/schemas/PaginatedWebhookEventOutputList"}
+    page = schema["components"]["schemas"]["PaginatedWebhookEventOutputList"]
+    assert set(page["properties"]) == {"count", "next", "previous", "results"}
+
+
+def test_pages_hold_fifty_events(api_client, org):
+    WebhookEventFactory.create_batch(51, organization=org)
+
+    first = api_client.get("/api/webhook-events").json()
+    second = api_client.get("/api/webhook-events", {"page": 2}).json()
+
+    assert first["count"] == 51 and len(first["results"]) == 50 and first["next"] and first["previous"] is None
+    assert len(second["results"]) == 1 and second["next"] is None
