@@ -4,6 +4,8 @@ It keeps state like the real service: uploaded files (multipart, with their byte
 A job follows a script of statuses, one step per ``GET /v1/fine_tuning/jobs/{id}`` (the last one repeats), so
 successive polls see ``validating_files → running → succeeded``. Shapes follow the SDK's types
 (``openai.types.file_object.FileObject``, ``openai.types.fine_tuning.FineTuningJob``, ``FineTuningJobEvent``).
+Like the real API, a job that has not failed carries an error object with nothing in it (``idle_error``), and a
+fine-tuned model is named after the root base model even when the job continued from a fine-tuned one.
 """
 
 import json
@@ -18,6 +20,7 @@ JOB_RE = re.compile(r"^/v1/fine_tuning/jobs/(?P<id>ftjob-[A-Za-z0-9]+)$")
 EVENTS_RE = re.compile(r"^/v1/fine_tuning/jobs/(?P<id>ftjob-[A-Za-z0-9]+)/events$")
 CANCEL_RE = re.compile(r"^/v1/fine_tuning/jobs/(?P<id>ftjob-[A-Za-z0-9]+)/cancel$")
 SUCCESS = ("validating_files", "running", "succeeded")
+IDLE_ERROR = {"code": None, "message": None, "param": None}
 
 
 def _json(data: dict, status: int = 200) -> Response:
@@ -49,6 +52,7 @@ class FakeFineTuning:
         self.next_script: tuple[str, ...] = SUCCESS
         self.next_error: dict | None = None
         self.upload_status: int = 200  # set to e.g. 500 to make uploads fail
+        self.idle_error: dict | None = IDLE_ERROR  # the error object of a job that has not failed ({} or None too)
         self._ids = 0
         server.expect_request("/v1/files", method="POST").respond_with_handler(self.upload)
         server.expect_request("/v1/fine_tuning/jobs", method="POST").respond_with_handler(self.create)
@@ -156,7 +160,7 @@ class FakeFineTuning:
         elif status == "succeeded":
             self._event(job, "info", "The job has successfully completed")
         elif status == "failed":
-            self._event(job, "error", (job.error or {}).get("message", "The job failed"))
+            self._event(job, "error", (job.error or {}).get("message") or "The job failed")
         elif status == "cancelled":
             self._event(job, "info", "The job was cancelled")
         else:
@@ -165,12 +169,14 @@ class FakeFineTuning:
     def _job_json(self, job_id: str, job: FakeJob, *, status: str) -> dict:
         finished = status in ("succeeded", "failed", "cancelled")
         suffix = job.body.get("suffix") or "model"
+        model = job.body["model"]
+        root = model.split(":")[1] if model.startswith("ft:") else model
         return {
             "id": job_id,
             "object": "fine_tuning.job",
             "created_at": int(time.time()) - 60,
-            "error": job.error if status == "failed" else None,
-            "fine_tuned_model": f"ft:{job.body['model']}:{ORG}:{suffix}:AbC12xYz" if status == "succeeded" else None,
+            "error": job.error if status == "failed" else self.idle_error,
+            "fine_tuned_model": f"ft:{root}:{ORG}:{suffix}:AbC12xYz" if status == "succeeded" else None,
             "finished_at": int(time.time()) if finished else None,
             "hyperparameters": {"batch_size": "auto", "learning_rate_multiplier": "auto", "n_epochs": "auto"},
             "model": job.body["model"],

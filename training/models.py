@@ -85,6 +85,15 @@ class TrainingRun(models.Model):
     )
     error = models.TextField(blank=True)
     requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    claimed_by = models.CharField(
+        max_length=255, blank=True, help_text="Id of the Celery task working on the run (its retry resumes the run)."
+    )
+    claimed_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When a task last claimed or resumed the run. Still exporting (or training locally) longer "
+        "than the task time limit after it, the run is stuck and the sweeper fails it.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)

@@ -1,9 +1,14 @@
 """OpenAI fine-tuning of the message writer (seed 002's GPT4ModelTrainer), without anything that waits.
 
-``finetune_start`` uploads the run's exported files (purpose ``fine-tune``), creates a supervised job on
-``OPENAI_FINE_TUNE_BASE_MODEL`` with the suffix ``rex-<version>``, registers the new ModelVersion (status
-training) and returns. Fine-tunes take 30-60 minutes, so nothing blocks on them: the beat task calls
-``finetune_poll_all`` every 5 minutes, and each poll records the job's new events and applies its status:
+``finetune_start`` uploads the run's exported files (purpose ``fine-tune``), creates a supervised job with the
+suffix ``rex-<version>``, registers the new ModelVersion (status training) and returns. The job continues from the
+message writer's champion (its ``ft:…`` model: each export holds only rows no earlier run used, so a job started
+from the base model would know only the new week's outcomes); without a champion, or when the champion descends
+from another base model than ``OPENAI_FINE_TUNE_BASE_MODEL`` (the operator moved to a new one), it starts from
+``OPENAI_FINE_TUNE_BASE_MODEL``. The base used is recorded in the version's ``training_metadata``.
+
+Fine-tunes take 30-60 minutes, so nothing blocks on them: the beat task calls ``finetune_poll_all`` every 5
+minutes, and each poll records the job's new events and applies its status:
 
 =================================  ===========  ============  =====================================
  job status                         run          version       also
@@ -95,11 +100,12 @@ def _merge_events(run: TrainingRun, fresh: list[dict]) -> None:
 
 
 def _job_error(job) -> str:
-    error = job.error
-    if error is None:
+    """The failed job's error; the API may send an error object whose fields are all null."""
+    code, message, param = (getattr(job.error, name, None) for name in ("code", "message", "param"))
+    if not (code or message):
         return "The fine-tuning job failed without an error message."
-    param = f" (parameter {error.param})" if error.param else ""
-    return f"{error.code}: {error.message}{param}"
+    text = f"{code}: {message}" if code and message else str(message or code)
+    return f"{text} (parameter {param})" if param else text
 
 
 def _finish(run: TrainingRun, version: ModelVersion | None, status: str, error: str = "") -> None:
@@ -163,6 +169,25 @@ def _record(run_id: int, job, fresh_events: list[dict]) -> TrainingRun:
 # --- Start ----------------------------------------------------------------------------------------------------
 
 
+def root_model(model: str) -> str:
+    """The base model a model descends from: ``gpt-4o-2024-08-06`` for ``ft:gpt-4o-2024-08-06:org:rex-v1-0-0:id``."""
+    return model.split(":")[1] if model.startswith("ft:") and model.count(":") >= 2 else model
+
+
+def fine_tune_base(kind: str) -> dict:
+    """What a new fine-tune of ``kind`` starts from: the champion's model when it descends from the configured base
+    model, else the configured base model. The keys go into the new version's ``training_metadata``."""
+    configured = settings.OPENAI_FINE_TUNE_BASE_MODEL
+    champion = (
+        ModelVersion.objects.filter(kind=kind, ab_role=ModelVersion.Role.CHAMPION, status=VersionStatus.DEPLOYED)
+        .exclude(provider_model_id="")
+        .first()
+    )
+    if champion is None or root_model(champion.provider_model_id) != configured:
+        return {"base_model": configured, "base_version": None, "base_version_id": None}
+    return {"base_model": champion.provider_model_id, "base_version": champion.version, "base_version_id": champion.pk}
+
+
 def _upload(client: openai.OpenAI, path) -> str:
     with path.open("rb") as handle:
         return client.files.create(file=handle, purpose="fine-tune").id
@@ -176,7 +201,7 @@ def _create_job(client: openai.OpenAI, run: TrainingRun, version: ModelVersion):
         files["validation_file"] = _upload(client, validation_path)
     version.training_metadata.update(files)
     return client.fine_tuning.jobs.create(
-        model=settings.OPENAI_FINE_TUNE_BASE_MODEL,
+        model=version.training_metadata["base_model"],
         suffix=finetune_suffix(version.version),
         method=method,
         metadata={"rex_run_id": str(run.pk), "rex_version": version.version},
@@ -201,7 +226,8 @@ def finetune_start(*, run: TrainingRun) -> TrainingRun:
         status=VersionStatus.TRAINING,
         training_metadata={
             "run_id": run.pk,
-            "base_model": settings.OPENAI_FINE_TUNE_BASE_MODEL,
+            **fine_tune_base(run.kind),
+            "root_model": settings.OPENAI_FINE_TUNE_BASE_MODEL,
             "train_examples": run.train_examples,
             "validation_examples": run.validation_examples,
         },
@@ -217,7 +243,13 @@ def finetune_start(*, run: TrainingRun) -> TrainingRun:
     run.provider_job_id, run.status = job.id, RunStatus.TRAINING
     run.started_at = run.started_at or timezone.now()
     run.save(update_fields=["provider_job_id", "status", "started_at", "model_version"])
-    logger.info("training run %s started fine-tuning job %s as %s", run.pk, job.id, version.version)
+    logger.info(
+        "training run %s started fine-tuning job %s as %s from %s",
+        run.pk,
+        job.id,
+        version.version,
+        version.training_metadata["base_model"],
+    )
     return _record(run.pk, job, [])
 
 

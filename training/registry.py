@@ -3,6 +3,11 @@
 Traffic: challengers hold the percentage they were deployed with; the champion gets the rest
 (100 − the challengers' sum). At most one champion per kind (a database constraint). Every change runs in one
 transaction with the kind's deployed rows locked, so two operators deploying at once cannot oversell traffic.
+
+Performance: ``performance_by_version`` rolls the outcome labels up live (all organizations', or one
+organization's), with deltas against the kind's champion on the same labels; ``performance_refresh_deployed``
+stores the all-organizations rollup on every deployed version (``ModelVersion.performance``) after the daily
+promotion check.
 """
 
 import re
@@ -150,6 +155,21 @@ def _check_servable(version: ModelVersion) -> None:
         raise ValidationError({"version": "An OpenAI model needs its provider_model_id before it can serve traffic."})
 
 
+def _check_role(version: ModelVersion, role: str) -> None:
+    """The champion serves whatever the challengers leave: made a challenger, it would leave its kind without a
+    champion (and the rest of the leads without a model). It stays champion until another version replaces it."""
+    if role == Role.CHALLENGER and version.status == Status.DEPLOYED and version.ab_role == Role.CHAMPION:
+        raise ValidationError(
+            {
+                "traffic_percentage": (
+                    f"{version.version} is the {version.kind} champion: it serves what the challengers leave "
+                    f"({version.traffic_percentage}%) and cannot become a challenger. Deploy it with 100, or deploy "
+                    "another version as champion to replace it."
+                )
+            }
+        )
+
+
 def _traffic_for(role: str, traffic_percentage: float | None, others: float) -> float:
     free = round(100.0 - others, 4)
     if role == Role.CHAMPION:
@@ -171,13 +191,15 @@ def model_deploy(*, version: ModelVersion, role: str, traffic_percentage: float 
 
     ``traffic_percentage`` is read for challengers only (the champion gets what they leave, so promoting with
     100 while another challenger runs is fine). A new champion retires the one it replaces (remembered in its
-    ``training_metadata["replaced_champion_id"]``, so ``model_rollback`` can restore it).
+    ``training_metadata["replaced_champion_id"]``, so ``model_rollback`` can restore it). The champion itself
+    cannot be redeployed as a challenger (``_check_role``).
     """
     if role not in (Role.CHAMPION, Role.CHALLENGER):
         raise ValidationError({"role": f"Use {Role.CHAMPION} or {Role.CHALLENGER}."})
     with transaction.atomic():
         version, deployed = _lock(version)
         _check_servable(version)
+        _check_role(version, role)
         others = sum(v.traffic_percentage for v in deployed if v.ab_role == Role.CHALLENGER)
         version.traffic_percentage = _traffic_for(role, traffic_percentage, others)
         now = timezone.now()
@@ -295,6 +317,16 @@ def _champion_of(kind: str) -> ModelVersion | None:
     return ModelVersion.objects.filter(kind=kind, ab_role=Role.CHAMPION, status=Status.DEPLOYED).first()
 
 
+def _versus(figures: dict, champion: ModelVersion, theirs: dict) -> dict:
+    """Absolute rate differences against the champion's figures (0.02 = two points better)."""
+    return {
+        "champion_id": champion.pk,
+        "champion_version": champion.version,
+        "champion_messages": theirs["messages"],
+        **{rate: round(figures[rate] - theirs[rate], 4) for rate in DELTA_RATES},
+    }
+
+
 def performance_rollup(*, version: ModelVersion) -> dict:
     """Roll the version's outcome labels up (one query, the champion's figures alongside) into ``performance``.
 
@@ -313,39 +345,74 @@ def performance_rollup(*, version: ModelVersion) -> dict:
     figures["vs_champion"] = None
     if champion is not None:
         theirs = _figures({key[2:]: value for key, value in row.items() if key.startswith("c_")})
-        figures["vs_champion"] = {
-            "champion_id": champion.pk,
-            "champion_version": champion.version,
-            "champion_messages": theirs["messages"],
-            **{rate: round(figures[rate] - theirs[rate], 4) for rate in DELTA_RATES},
-        }
+        figures["vs_champion"] = _versus(figures, champion, theirs)
     figures["rolled_up_at"] = timezone.now().isoformat()
     ModelVersion.objects.filter(pk=version.pk).update(performance=figures)
     version.performance = figures
     return figures
 
 
-def _counts_by_version(kind: str, ids: list[int]) -> dict[int, dict]:
-    """Per version of one kind, in one grouped query; a policy is credited for the strategies it chose."""
+def performance_refresh_deployed() -> dict[int, dict]:
+    """Roll up every deployed version's performance (all organizations) into ``ModelVersion.performance``.
+
+    Run at the end of the daily promotion check (training/tasks.py), after the promotions, so the deltas are
+    against the champion that now serves. A handful of versions, one query each.
+    """
+    deployed = ModelVersion.objects.filter(status=Status.DEPLOYED).order_by("kind", "id")
+    return {version.pk: performance_rollup(version=version) for version in deployed}
+
+
+def _no_counts() -> dict:
+    return {"messages": 0, "revenue": None, **dict.fromkeys(COUNTS, 0)}
+
+
+def _counts_by_version(kind: str, ids: list[int], *, organization_id: int | None = None) -> dict[int, dict]:
+    """Per version of one kind, in one grouped query; a policy is credited for the strategies it chose.
+    ``organization_id`` limits the labels to one organization's."""
     arm = Cast("model_version_id", BigIntegerField())
     if kind == Kind.POLICY:
         arm = Coalesce(_policy_key(), arm)
-    rows = (
-        OutcomeLabel.objects.annotate(arm=arm).filter(arm__in=ids).values("arm").annotate(**_aggregates("")).order_by()
-    )
+    labels = OutcomeLabel.objects.all()
+    if organization_id is not None:
+        labels = labels.filter(organization_id=organization_id)
+    rows = labels.annotate(arm=arm).filter(arm__in=ids).values("arm").annotate(**_aggregates("")).order_by()
     return {row.pop("arm"): row for row in rows}
 
 
-def leaderboard(kind: str | None = None) -> list[dict]:
-    """Every version that served or can serve (not training or failed), best score first, live from the labels."""
-    kinds = [kind] if kind else list(Kind.values)
-    board = []
-    for each in kinds:
-        versions = list(ModelVersion.objects.filter(kind=each).exclude(status__in=(Status.TRAINING, Status.FAILED)))
-        counts = _counts_by_version(each, [v.pk for v in versions]) if versions else {}
-        empty = {"messages": 0, "revenue": None, **dict.fromkeys(COUNTS, 0)}
-        for version in versions:
-            board.append({**_identity(version), **_figures(counts.get(version.pk, empty))})
+def performance_by_version(versions: list[ModelVersion], *, organization_id: int | None = None) -> dict[int, dict]:
+    """Live figures per version, with ``vs_champion`` (deltas against the kind's champion on the same labels;
+    None for the champion itself, or when the kind has none): one grouped query per kind.
+
+    ``organization_id`` rolls up one organization's labels only (what a non-staff caller may see: the registry
+    serves every organization, but their revenue is their own); None rolls up every organization's.
+    """
+    if not versions:
+        return {}
+    champions = {v.kind: v for v in ModelVersion.objects.filter(ab_role=Role.CHAMPION, status=Status.DEPLOYED)}
+    result = {}
+    for kind in sorted({version.kind for version in versions}):
+        of_kind = [version for version in versions if version.kind == kind]
+        champion = champions.get(kind)
+        ids = {version.pk for version in of_kind} | ({champion.pk} if champion else set())
+        counts = _counts_by_version(kind, sorted(ids), organization_id=organization_id)
+        theirs = _figures(counts.get(champion.pk, _no_counts())) if champion else None
+        for version in of_kind:
+            figures = _figures(counts.get(version.pk, _no_counts()))
+            measured = champion is not None and champion.pk != version.pk
+            figures["vs_champion"] = _versus(figures, champion, theirs) if measured else None
+            result[version.pk] = figures
+    return result
+
+
+def leaderboard(kind: str | None = None, *, organization_id: int | None = None) -> list[dict]:
+    """Every version that served or can serve (not training or failed), best score first, live from the labels
+    (every organization's, or one organization's), each with its deltas against its kind's champion."""
+    versions = ModelVersion.objects.exclude(status__in=(Status.TRAINING, Status.FAILED))
+    if kind:
+        versions = versions.filter(kind=kind)
+    versions = list(versions)
+    figures = performance_by_version(versions, organization_id=organization_id)
+    board = [{**_identity(version), **figures[version.pk]} for version in versions]
     board.sort(key=lambda row: (-row["score"], -row["messages"], -row["id"]))
     for rank, row in enumerate(board, start=1):
         row["rank"] = rank

@@ -3,6 +3,8 @@
 Deterministic: a lead's bucket is a hash of the experiment and the lead id, so the lead keeps its arm for as
 long as the experiment (the set of active versions of the kind) is unchanged, in every process. Bucket slices
 are in hundredths of a percent: a challenger at 10% owns 1000 of the 10,000 buckets, the champion the rest.
+Both kinds are split: the personalizer's policy (strategy) and its message writer (text), each by its own
+experiment. ``holdout_lift`` measures what the holdout is for.
 """
 
 import hashlib
@@ -11,7 +13,10 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+from django.db.models import Count, Q
 
+from agents.models import AgentRun, Lead
+from outcomes.models import OutcomeLabel
 from training.models import ModelVersion
 from training.registry import active_versions, registry_generation
 
@@ -100,3 +105,45 @@ def is_holdout(*, lead_id: int) -> bool:
     """
     share = _share(holdout_percentage())
     return share > 0 and bucket(f"holdout:{lead_id}") < share
+
+
+# A lead's state after one of these is a positive outcome, whichever channel brought it (our message, or the lead
+# coming back by itself: what a held-out lead can only do).
+POSITIVE_STATES = (Lead.State.REPLIED, Lead.State.MEETING, Lead.State.WON)
+
+
+def _positive_rate(leads) -> dict:
+    counts = leads.aggregate(leads=Count("id"), positive=Count("id", filter=Q(state__in=POSITIVE_STATES)))
+    counts["positive_rate"] = round(counts["positive"] / counts["leads"], 4) if counts["leads"] else None
+    return counts
+
+
+def holdout_lift(*, organization_id: int) -> dict:
+    """The organization's held-out leads against its treated ones: how many, and how many reached a positive
+    state (``POSITIVE_STATES``, the lead's current state).
+
+    Held out: leads the personalizer skipped because they are in the holdout (its AgentRun, reason "holdout").
+    Treated: leads that were sent a message (an outcome label), held-out ones excepted. ``lift`` is the treated
+    positive rate minus the held-out one (absolute; None until both groups have leads). A held-out lead is never
+    written to, so its positive state can only come from elsewhere (it wrote or called by itself); the lift is
+    what our messages add to that. Lead state is the lead's latest, so a won deal counts once, however reached.
+    """
+    held_ids = AgentRun.objects.filter(
+        mission__organization_id=organization_id,
+        agent=AgentRun.Agent.PERSONALIZER,
+        decision="skip",
+        output_summary__skipped="holdout",
+        lead__isnull=False,  # a NULL in the subquery would empty the NOT IN below
+    ).values("lead_id")
+    treated_ids = OutcomeLabel.objects.filter(organization_id=organization_id).values("lead_id")
+    leads = Lead.objects.filter(organization_id=organization_id)
+    held = _positive_rate(leads.filter(pk__in=held_ids))
+    treated = _positive_rate(leads.filter(pk__in=treated_ids).exclude(pk__in=held_ids))
+    measurable = held["positive_rate"] is not None and treated["positive_rate"] is not None
+    return {
+        "holdout_percentage": holdout_percentage(),
+        "positive_states": [state.value for state in POSITIVE_STATES],
+        "holdout": held,
+        "treated": treated,
+        "lift": round(treated["positive_rate"] - held["positive_rate"], 4) if measurable else None,
+    }

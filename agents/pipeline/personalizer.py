@@ -4,8 +4,9 @@ Strategy: Thompson sampling over (framework, tone) arms, fed by the organization
 untried arms get explored and proven winners get most of the traffic; when the lead's A/B arm has a deployed
 policy model (training/policy.py), its best predicted strategy is used instead. Holdout leads
 (TRAINING_HOLDOUT_PERCENTAGE) are never written to. Writer: the framework templates
-(templates/messages/), or the deployed message-writer model when one is deployed and OpenAI is configured;
-the model only ever sees redacted lead context.
+(templates/messages/), or the fine-tuned message writer of the lead's A/B arm (training/split.py: champion
+and challengers each write for their share of leads) when OpenAI is configured; the model only ever sees
+redacted lead context.
 """
 
 import json
@@ -29,7 +30,7 @@ from outcomes.redaction import PLACEHOLDER_RE, redact, restore
 from outcomes.selectors import strategy_performance
 from training.models import ModelVersion
 from training.policy import PolicyChoice, policy_choose
-from training.split import is_holdout
+from training.split import arm_for, is_holdout
 
 FRAMEWORKS = ("PAS", "AIDA", "BAB", "FAB")
 TONES = ("professional", "friendly", "direct")
@@ -268,19 +269,23 @@ class PersonalizerAgent(Agent):
         return stats
 
     @cached_property
-    def writer(self) -> tuple[object, ModelVersion] | None:
-        """(OpenAI client, deployed message-writer version), or None for the template writer."""
-        client = openai_client()
-        if client is None:
+    def llm_client(self):
+        """The process's OpenAI client, or None without a key (then every lead gets the template writer)."""
+        return openai_client()
+
+    def writer_for(self, lead: Lead) -> ModelVersion | None:
+        """The message-writer version of the lead's A/B arm, or None for the template writer.
+
+        The split (``arm_for``) is deterministic by lead and experiment, so a lead keeps its writer while the
+        experiment runs, and cached per process like the policy's (one small query every few seconds). None:
+        no OpenAI key, no writer deployed, or the lead falls in the rest a champion-less test leaves unserved.
+        """
+        if self.llm_client is None:
             return None
-        version = (
-            ModelVersion.objects.filter(kind=ModelVersion.Kind.MESSAGE_WRITER, status=ModelVersion.Status.DEPLOYED)
-            .order_by("-deployed_at")
-            .first()
-        )
+        version = arm_for(lead_id=lead.pk, kind=ModelVersion.Kind.MESSAGE_WRITER)
         if version is None or not version.provider_model_id:
             return None
-        return client, version
+        return version
 
     @cached_property
     def sender_name(self) -> str:
@@ -298,13 +303,16 @@ class PersonalizerAgent(Agent):
 
     def write(self, brief: Brief) -> Draft:
         fallback = template_draft(brief)
-        if self.writer is None:
+        version = self.writer_for(brief.lead)
+        if version is None:
             return fallback
-        client, version = self.writer
         try:
-            return llm_draft(brief, client=client, model_version=version)
+            return llm_draft(brief, client=self.llm_client, model_version=version)
         except LLM_ERRORS as error:
-            # The template is always a sendable message; the error is kept in the agent decisions.
+            # The template is always a sendable message; the error is kept in the agent decisions. The message
+            # still names the lead's writer arm: its failures are part of its A/B test (else a writer that
+            # fails often would be measured on its successes only).
+            fallback.model_version_id = version.pk
             fallback.llm_error = f"{type(error).__name__}: {error}"[:300]
             return fallback
 
@@ -477,9 +485,10 @@ def _decisions_record(
         if policy.triggered is not None:  # the A/B test's triggered analysis (training/promotion.py)
             record["policy"].update(triggered=policy.triggered, compared_with=list(policy.compared_with))
         # "model_version" becomes OutcomeLabel.model_version: the model that produced the message. With the
-        # template writer that is the policy (its A/B arm is the experiment); when a fine-tuned writer wrote
-        # the text, the label names the writer and the policy is kept under "policy_version". The registry's
-        # rollups credit a policy through record["policy"] as well, so neither experiment loses messages.
+        # template writer that is the policy (its A/B arm is the experiment); when the lead's arm has a
+        # fine-tuned writer (that wrote the text, or failed and the template stood in), the label names the
+        # writer and the policy is kept under "policy_version". The registry's rollups credit a policy through
+        # record["policy"] as well, so neither experiment loses messages.
         if draft.model_version_id is None:
             record["model_version"] = policy.version.pk
         else:

@@ -36,6 +36,8 @@ def writer_model():
     return ModelVersionFactory(
         kind=ModelVersion.Kind.MESSAGE_WRITER,
         status=ModelVersion.Status.DEPLOYED,
+        ab_role=ModelVersion.Role.CHAMPION,  # the writer is chosen by the traffic split: the champion writes for all
+        traffic_percentage=100.0,
         provider_model_id=WRITER_MODEL,
         deployed_at=timezone.now(),
     )
@@ -121,7 +123,8 @@ def test_a_server_error_falls_back_to_the_template(openai_settings, writer_model
 
     message = Message.objects.get(mission=mission, lead=lead)
     decisions = message.agent_decisions["PersonalizerAgent"]
-    assert decisions["writer"] == "template" and decisions["model_version"] is None
+    # The template stood in, and the writer's arm is still credited with the message (and its failure).
+    assert decisions["writer"] == "template" and decisions["model_version"] == writer_model.pk
     assert decisions["llm_fallback"].startswith("InternalServerError")
     assert "last year" in message.body.lower() and "Priya" in message.body
     assert result.proceed is True and result.output["writer"] == "template"

@@ -86,6 +86,52 @@ def test_start_uploads_both_files_and_creates_a_supervised_job(fake, run):
     assert body["metadata"] == {"rex_run_id": str(run.pk), "rex_version": "v1.0.0"}
     assert create.headers["Authorization"] == "Bearer test"
     assert version.training_metadata["job_id"] == started.provider_job_id
+    # No champion yet: the first fine-tune starts from the configured base model, and says so.
+    assert (version.training_metadata["base_model"], version.training_metadata["base_version"]) == (BASE_MODEL, None)
+
+
+def _writer_champion(provider_model_id: str) -> ModelVersion:
+    return ModelVersionFactory(
+        kind=ModelVersion.Kind.MESSAGE_WRITER,
+        version="v1.0.0",
+        status=ModelVersion.Status.DEPLOYED,
+        ab_role=ModelVersion.Role.CHAMPION,
+        traffic_percentage=100.0,
+        provider_model_id=provider_model_id,
+    )
+
+
+def test_a_fine_tune_continues_from_the_champion_so_it_keeps_what_earlier_weeks_taught(fake, run):
+    champion = _writer_champion(f"ft:{BASE_MODEL}:org-rex-test:rex-v1-0-0:Prev0001")
+    ModelVersionFactory(kind=ModelVersion.Kind.MESSAGE_WRITER, version="v0.9.0", status="retired",
+                        provider_model_id=f"ft:{BASE_MODEL}:org-rex-test:rex-v0-9-0:Old00001")  # fmt: skip
+
+    started = finetune_start(run=run)
+
+    assert fake.jobs[started.provider_job_id].body["model"] == champion.provider_model_id
+    metadata = started.model_version.training_metadata
+    assert (metadata["base_model"], metadata["base_version"], metadata["base_version_id"]) == (
+        champion.provider_model_id,
+        "v1.0.0",
+        champion.pk,
+    )
+    assert metadata["root_model"] == BASE_MODEL
+    for _ in range(3):
+        done = finetune_poll(run_id=started.pk)
+    assert done.status == TrainingRun.Status.SUCCEEDED
+    # OpenAI names the continued model after the root base model, so the next run continues from it in turn.
+    version = ModelVersion.objects.get(pk=done.model_version_id)
+    assert version.provider_model_id == f"ft:{BASE_MODEL}:org-rex-test:rex-v1-1-0:AbC12xYz"
+
+
+def test_a_champion_of_another_base_model_is_not_continued(fake, run):
+    """The operator moved OPENAI_FINE_TUNE_BASE_MODEL on: the next fine-tune starts from the new base."""
+    _writer_champion("ft:gpt-3.5-turbo-0125:org-rex-test:rex-v1-0-0:Prev0001")
+
+    started = finetune_start(run=run)
+
+    assert fake.jobs[started.provider_job_id].body["model"] == BASE_MODEL
+    assert started.model_version.training_metadata["base_version"] is None
 
 
 def test_versions_are_bumped_per_kind(fake, run):
@@ -161,6 +207,40 @@ def test_a_failing_job_records_its_error_fails_the_version_and_gives_the_rows_ba
     assert ModelVersion.objects.get(pk=failed.model_version_id).status == ModelVersion.Status.FAILED
     assert failed.events[-1]["level"] == "error"
     assert used_rows() == 0  # trained nothing: the next run may use them
+
+
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    [
+        ({"code": None, "message": None, "param": None}, "The fine-tuning job failed without an error message."),
+        ({}, "The fine-tuning job failed without an error message."),
+        (None, "The fine-tuning job failed without an error message."),
+        (
+            {"code": None, "message": "Too few examples.", "param": "training_file"},
+            "Too few examples. (parameter training_file)",
+        ),
+        ({"code": "server_error", "message": None, "param": None}, "server_error"),
+    ],
+)
+def test_a_failed_job_error_without_code_or_message_reads_clearly(fake, run, error, expected):
+    fake.next_script, fake.next_error = ("validating_files", "failed"), error
+    started = finetune_start(run=run)
+
+    finetune_poll(run_id=started.pk)
+    failed = finetune_poll(run_id=started.pk)
+
+    assert failed.status == TrainingRun.Status.FAILED
+    assert failed.error == expected
+    assert used_rows() == 0
+
+
+@pytest.mark.parametrize("idle_error", [{}, None], ids=["empty", "null"])
+def test_the_error_object_of_a_job_that_did_not_fail_is_ignored(fake, run, idle_error):
+    fake.idle_error = idle_error
+    started = finetune_start(run=run)
+    for _ in range(3):
+        done = finetune_poll(run_id=started.pk)
+    assert done.status == TrainingRun.Status.SUCCEEDED and done.error == ""
 
 
 def test_a_job_cancelled_at_openai_cancels_the_run(fake, run):

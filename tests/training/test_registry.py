@@ -18,6 +18,8 @@ from training.registry import (
     model_rollback,
     model_version_create,
     next_version,
+    performance_by_version,
+    performance_refresh_deployed,
     performance_rollup,
 )
 from training.split import split_cache_clear
@@ -189,6 +191,24 @@ def test_retiring_is_idempotent_and_rebalances():
     assert _state(champion) == (DEPLOYED, CHAMPION, 100.0)
 
 
+@pytest.mark.parametrize("challengers", [0, 1])
+def test_the_champion_cannot_be_made_a_challenger(challengers):
+    champion = _policy()
+    model_deploy(version=champion, role=CHAMPION)
+    for _ in range(challengers):
+        model_deploy(version=_policy(), role=CHALLENGER, traffic_percentage=10)
+    before = _state(champion)
+
+    with pytest.raises(ValidationError) as error:
+        model_deploy(version=champion, role=CHALLENGER, traffic_percentage=10)
+
+    assert "champion" in error.value.message_dict["traffic_percentage"][0]
+    assert _state(champion) == before == (DEPLOYED, CHAMPION, 100.0 - 10 * challengers)
+    # Redeploying it as the champion is fine (it keeps what the challengers leave).
+    model_deploy(version=champion, role=CHAMPION, traffic_percentage=100)
+    assert _state(champion) == before
+
+
 def test_a_retired_version_can_serve_again():
     version = _policy(status=RETIRED)
     model_deploy(version=version, role=CHALLENGER, traffic_percentage=10)
@@ -282,3 +302,95 @@ def test_leaderboard_ranks_by_the_seed_score():
     assert board[2]["status"] == RETIRED
     everything = leaderboard()
     assert [row["id"] for row in everything] == [closer.pk, meeter.pk, replier.pk, writer.pk, idle.pk]
+
+
+def _deployed_pair():
+    champion, challenger = _policy(), _policy()
+    model_deploy(version=champion, role=CHAMPION)
+    model_deploy(version=challenger, role=CHALLENGER, traffic_percentage=10)
+    return champion, challenger
+
+
+def test_performance_by_version_rolls_up_one_organization_or_all_with_deltas():
+    ours, theirs = OrganizationFactory(), OrganizationFactory()
+    champion, challenger = _deployed_pair()
+    _planted(ours, challenger, deals=1, quiet=4)  # ours: challenger close rate 0.2, reply rate 0.2
+    _planted(ours, champion, replies=1, quiet=9)  # ours: champion reply rate 0.1
+    _planted(theirs, challenger, deals=5, quiet=5)  # another organization's revenue: 25,000
+    _planted(theirs, champion, deals=10, quiet=10)
+
+    with CaptureQueriesContext(connection) as queries:
+        mine = performance_by_version([champion, challenger], organization_id=ours.pk)
+
+    assert sum("outcomes_outcomelabel" in q["sql"] for q in queries.captured_queries) == 1  # one kind, one query
+    assert (mine[challenger.pk]["messages"], mine[challenger.pk]["revenue"]) == (5, 5000.0)
+    assert (mine[champion.pk]["messages"], mine[champion.pk]["deals"]) == (10, 0)
+    versus = mine[challenger.pk]["vs_champion"]
+    assert (versus["champion_id"], versus["champion_messages"]) == (champion.pk, 10)
+    assert (versus["close_rate"], versus["reply_rate"]) == (0.2, 0.1)
+    assert mine[champion.pk]["vs_champion"] is None
+
+    everyone = performance_by_version([challenger])
+    assert (everyone[challenger.pk]["messages"], everyone[challenger.pk]["revenue"]) == (15, 30000.0)
+    assert everyone[challenger.pk]["vs_champion"]["champion_messages"] == 30
+    assert everyone[challenger.pk]["vs_champion"]["close_rate"] == round(6 / 15 - 10 / 30, 4)
+
+
+def test_leaderboard_has_deltas_and_can_be_limited_to_one_organization():
+    ours, theirs = OrganizationFactory(), OrganizationFactory()
+    champion, challenger = _deployed_pair()
+    _planted(ours, challenger, replies=2, quiet=8)
+    _planted(ours, champion, replies=1, quiet=9)
+    _planted(theirs, champion, deals=4, quiet=6)
+
+    board = {row["id"]: row for row in leaderboard(kind=POLICY, organization_id=ours.pk)}
+
+    assert board[champion.pk]["revenue"] == 0.0 and board[champion.pk]["messages"] == 10
+    assert board[champion.pk]["vs_champion"] is None
+    assert board[challenger.pk]["vs_champion"]["reply_rate"] == 0.1
+    assert board[challenger.pk]["rank"] == 1  # on our labels the challenger leads
+    everyone = {row["id"]: row for row in leaderboard(kind=POLICY)}
+    assert everyone[champion.pk]["revenue"] == 20000.0 and everyone[champion.pk]["rank"] == 1
+
+
+def test_refresh_stores_the_performance_of_deployed_versions_only():
+    organization = OrganizationFactory()
+    champion, challenger = _deployed_pair()
+    retired = _policy(status=RETIRED)
+    _planted(organization, challenger, meetings=1, quiet=1)
+    _planted(organization, champion, quiet=4)
+    _planted(organization, retired, deals=1)
+
+    refreshed = performance_refresh_deployed()
+
+    assert set(refreshed) == {champion.pk, challenger.pk}
+    challenger.refresh_from_db()
+    champion.refresh_from_db()
+    retired.refresh_from_db()
+    assert (challenger.performance["messages"], challenger.performance["vs_champion"]["meeting_rate"]) == (2, 0.5)
+    assert champion.performance["messages"] == 4 and champion.performance["vs_champion"] is None
+    assert "rolled_up_at" in champion.performance
+    assert retired.performance == {}
+
+
+def test_the_daily_promotion_check_rolls_performance_up_after_promoting(monkeypatch):
+    from training import tasks
+
+    organization = OrganizationFactory()
+    champion, challenger = _deployed_pair()
+    _planted(organization, challenger, replies=1, quiet=1)
+    _planted(organization, champion, quiet=2)
+
+    def promote(**kwargs):  # the challenger wins today
+        model_deploy(version=challenger, role=CHAMPION, traffic_percentage=100)
+        return []
+
+    monkeypatch.setattr(tasks, "promote_ab_test_winner", promote)
+
+    tasks.promotion_check()
+
+    challenger.refresh_from_db()
+    champion.refresh_from_db()
+    # Rolled up after the promotion: the new champion is the baseline, the old one (retired) is left alone.
+    assert challenger.performance["messages"] == 2 and challenger.performance["vs_champion"] is None
+    assert champion.performance == {}

@@ -79,7 +79,8 @@ def test_models_filter_by_status(api_client):
     assert api_client.get("/training/models?status=sleeping").status_code == 400
 
 
-def test_deploy_puts_a_ready_model_on_the_asked_share(staff_client, api_client):
+@mock.patch("training.policy.PolicyModel.load")  # the artifact loads (checked before deploying a local policy)
+def test_deploy_puts_a_ready_model_on_the_asked_share(load, staff_client, api_client):
     _policy(version="v1.0.0", status="deployed", ab_role="champion", traffic_percentage=100)
     ready = _policy(version="v1.1.0", status="ready")
 

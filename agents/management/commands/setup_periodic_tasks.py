@@ -1,5 +1,7 @@
 """Install REX's beat schedule into django-celery-beat (idempotent; operators edit it in the admin).
 
+Only missing entries are created: an entry that exists (found by name) is left exactly as the operator set it —
+its schedule, kwargs and enabled flag — so ``make migrate`` and ``make demo`` never undo an operator's edit.
 Every entry says why it runs when it does. Later features add their entries to SCHEDULE.
 """
 
@@ -51,7 +53,11 @@ SCHEDULE = {
         {"minute": "0", "hour": "2", "day_of_week": "1"},
         {},
         "Monday 02:00 UTC, the quietest hour of the week: a full week of outcomes (including the weekend's late "
-        "replies) is labelled, and the new challenger starts its A/B test with the working week.",
+        "replies) is labelled, and the new challenger starts its A/B test with the working week. One cycle per kind "
+        "available (the policy always, the message writer when OPENAI_API_KEY is set), each skipped when one ran "
+        "this ISO week. Kwargs, as POST /training/run's and validated the same way: kind (only that kind), "
+        "min_quality_score (default by kind: 0.6 for the message writer; the policy ignores it), "
+        'ab_test_percentage (default 10), deploy_immediately, force — e.g. {"ab_test_percentage": 20}.',
     ),
     "Promote or retire A/B challengers": (
         "training.tasks.promotion_check",
@@ -67,6 +73,14 @@ SCHEDULE = {
         "Every 5 minutes: fine-tunes take 30-60 minutes, so a finished job is noticed within minutes without a "
         "task that blocks a worker while waiting.",
     ),
+    "Sweep stuck training runs": (
+        "training.tasks.sweep_training_runs",
+        {"minute": "*/10"},
+        {},
+        "Every 10 minutes: a training run pending for more than 5 minutes (its task was lost) is enqueued again, "
+        "and one a task claimed longer ago than the task time limit (its worker died) is failed and its rows given "
+        "back, so no run blocks the week's cycle.",
+    ),
     "Clean expired task results": (
         "celery.backend_cleanup",
         {"minute": "0", "hour": "4"},
@@ -77,22 +91,31 @@ SCHEDULE = {
 
 
 class Command(BaseCommand):
-    help = "Create or update REX's periodic tasks in django-celery-beat."
+    help = "Create REX's missing periodic tasks in django-celery-beat (existing ones are left as they are)."
 
     @transaction.atomic
     def handle(self, *args, **options):
         for name, (task, fields, kwargs, why) in SCHEDULE.items():
-            crontab, _ = CrontabSchedule.objects.get_or_create(
-                minute=fields.get("minute", "*"),
-                hour=fields.get("hour", "*"),
-                day_of_week=fields.get("day_of_week", "*"),
-                day_of_month=fields.get("day_of_month", "*"),
-                month_of_year=fields.get("month_of_year", "*"),
-                timezone="UTC",
-            )
-            _, created = PeriodicTask.objects.update_or_create(
+            _, created = PeriodicTask.objects.get_or_create(
                 name=name,
-                defaults={"task": task, "crontab": crontab, "kwargs": json.dumps(kwargs), "description": why},
+                defaults={
+                    "task": task,
+                    "crontab": lambda fields=fields: _crontab(fields),  # evaluated only when the entry is created
+                    "kwargs": json.dumps(kwargs),
+                    "description": why,
+                },
             )
             if options["verbosity"]:
-                self.stdout.write(f"{'created' if created else 'updated'}: {name} → {task}")
+                self.stdout.write(f"{'created' if created else 'kept as it is'}: {name} → {task}")
+
+
+def _crontab(fields: dict) -> CrontabSchedule:
+    crontab, _ = CrontabSchedule.objects.get_or_create(
+        minute=fields.get("minute", "*"),
+        hour=fields.get("hour", "*"),
+        day_of_week=fields.get("day_of_week", "*"),
+        day_of_month=fields.get("day_of_month", "*"),
+        month_of_year=fields.get("month_of_year", "*"),
+        timezone="UTC",
+    )
+    return crontab
