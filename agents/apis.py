@@ -9,7 +9,7 @@ from rest_framework.response import Response
 from agents.models import Campaign, Lead
 from agents.selectors import lead_list
 from agents.services import campaign_save, lead_create, lead_update, leads_import, leads_parse_csv
-from rex_project.api import OrganizationAPIView
+from rex_project.api import OrganizationAPIView, id_field
 
 MAX_IMPORT_ROWS = 50_000
 
@@ -127,7 +127,7 @@ class LeadImportApi(OrganizationAPIView):
 
 
 class CampaignSerializer(serializers.ModelSerializer):
-    lead_ids = serializers.ListField(child=serializers.IntegerField(), write_only=True, required=False)
+    lead_ids = serializers.ListField(child=id_field(), write_only=True, required=False)
     lead_count = serializers.IntegerField(source="leads.count", read_only=True)
     channels = serializers.ListField(
         child=serializers.ChoiceField(choices=["email", "sms", "linkedin"]), required=False

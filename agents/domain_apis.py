@@ -8,7 +8,7 @@ from rest_framework.response import Response
 from agents.domains import mailbox_assign, mailbox_pause_and_move, sending_domain_pause_and_move, warmup_stage
 from agents.domains.selectors import domain_health_list, open_alert_list, phone_number_list
 from agents.models import Campaign, Lead, Mailbox, SendingDomain
-from rex_project.api import OrganizationAPIView
+from rex_project.api import OrganizationAPIView, id_field
 
 
 class DomainHealthMailboxOutputSerializer(serializers.Serializer):
@@ -69,8 +69,8 @@ class DomainRotateApi(OrganizationAPIView):
     """Pause one mailbox (or a whole domain) and move its queued messages to healthy mailboxes."""
 
     class DomainRotateInputSerializer(serializers.Serializer):
-        mailbox_id = serializers.IntegerField(min_value=1, required=False)
-        domain_id = serializers.IntegerField(min_value=1, required=False)
+        mailbox_id = id_field(required=False)
+        domain_id = id_field(required=False)
         reason = serializers.CharField(max_length=150, required=False, allow_blank=True)
 
         def validate(self, data):
@@ -109,8 +109,8 @@ class DomainAssignApi(OrganizationAPIView):
     """Allocate a mailbox for a lead (its previous sender while healthy) or for a campaign."""
 
     class DomainAssignInputSerializer(serializers.Serializer):
-        lead_id = serializers.IntegerField(min_value=1, required=False)
-        campaign_id = serializers.IntegerField(min_value=1, required=False)
+        lead_id = id_field(required=False)
+        campaign_id = id_field(required=False)
 
         def validate(self, data):
             if not data:

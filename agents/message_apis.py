@@ -7,7 +7,7 @@ from rest_framework.response import Response
 
 from agents.linkedin import linkedin_task_complete
 from agents.models import LinkedInTask, Message
-from rex_project.api import OrganizationAPIView
+from rex_project.api import OrganizationAPIView, id_field
 
 
 class MessageOutputSerializer(serializers.ModelSerializer):
@@ -42,8 +42,8 @@ def _paginated(view: OrganizationAPIView, queryset, serializer_class) -> Respons
 
 class MessageListApi(OrganizationAPIView):
     class MessageFilterSerializer(serializers.Serializer):
-        mission = serializers.IntegerField(required=False, min_value=1)
-        lead = serializers.IntegerField(required=False, min_value=1)
+        mission = id_field(required=False)
+        lead = id_field(required=False)
         status = serializers.ChoiceField(choices=Message.Status.choices, required=False)
         channel = serializers.ChoiceField(choices=Message.Channel.choices, required=False)
 

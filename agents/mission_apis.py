@@ -11,7 +11,7 @@ from agents.decisions.lifecycle import IllegalTransition, mission_transition
 from agents.missions import LEAD_FILTER_FIELDS, mission_cancel, mission_create
 from agents.models import AgentRun, Campaign, Mission
 from agents.selectors import agent_status, decision_stats, mission_agent_counts, mission_lead_counts
-from rex_project.api import OrganizationAPIView
+from rex_project.api import OrganizationAPIView, id_field
 from rex_project.celery import app as celery_app
 from rex_project.exceptions import ApplicationError
 
@@ -46,10 +46,8 @@ class MissionCommandApi(OrganizationAPIView):
     class MissionCommandInputSerializer(serializers.Serializer):
         type = serializers.ChoiceField(choices=Mission.Type.choices)
         priority = serializers.IntegerField(min_value=0, max_value=100, default=50)
-        lead_ids = serializers.ListField(
-            child=serializers.IntegerField(min_value=1), required=False, max_length=100_000
-        )
-        campaign_id = serializers.IntegerField(required=False)
+        lead_ids = serializers.ListField(child=id_field(), required=False, max_length=100_000)
+        campaign_id = id_field(required=False)
         filter = serializers.DictField(required=False)
 
         def validate_filter(self, value):
@@ -156,7 +154,7 @@ class AgentMissionUpdateApi(OrganizationAPIView):
     EVENTS = {"running": "start", "completed": "complete", "failed": "fail", "cancelled": "cancel"}
 
     class MissionUpdateInputSerializer(serializers.Serializer):
-        mission_id = serializers.IntegerField()
+        mission_id = id_field()
         status = serializers.ChoiceField(choices=["running", "completed", "failed", "cancelled"])
         reason = serializers.CharField(required=False, allow_blank=True, max_length=2000, default="")
 

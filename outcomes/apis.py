@@ -15,17 +15,15 @@ from outcomes.serializers import (
     OutcomeLabelOutputSerializer,
     WinningStrategiesOutputSerializer,
 )
-from rex_project.api import OrganizationAPIView
+from rex_project.api import OrganizationAPIView, id_field
 
 # Query parameter -> model lookup; the others are foreign keys (``campaign`` -> ``campaign_id``).
 FILTER_LOOKUPS = {"label": "training_label", "channel": "channel"}
-# The largest primary key a database holds (a signed 64-bit integer); a larger id is a 400, not an overflow.
-MAX_ID = 2**63 - 1
 
 
 def id_filter(**kwargs) -> serializers.IntegerField:
-    """An optional filter by a row's id: a positive integer the database can hold."""
-    return serializers.IntegerField(required=False, min_value=1, max_value=MAX_ID, **kwargs)
+    """An optional filter by a row's id."""
+    return id_field(required=False, **kwargs)
 
 
 class OutcomeListApi(OrganizationAPIView, generics.ListAPIView):

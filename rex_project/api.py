@@ -2,11 +2,19 @@
 
 from django.db.models import Model, QuerySet
 from django.shortcuts import get_object_or_404
-from rest_framework import permissions
+from rest_framework import permissions, serializers
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.views import APIView
 
 from agents.models import Organization
+
+# The largest primary key a database holds (a signed 64-bit integer); a larger id is a 400, not an overflow.
+MAX_ID = 2**63 - 1
+
+
+def id_field(**kwargs) -> serializers.IntegerField:
+    """A row's id in a request: a positive integer the database can hold."""
+    return serializers.IntegerField(min_value=1, max_value=MAX_ID, **kwargs)
 
 
 def organization_of(user) -> Organization:

@@ -21,6 +21,7 @@ from defusedxml.ElementTree import ParseError, fromstring
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 
+from rex_project.api import MAX_ID
 from webhooks.common import MalformedPayload
 
 DEALS = "deals"
@@ -54,7 +55,6 @@ CATEGORY_ENDPOINT = {DEAL: DEALS, MEETING: MEETINGS}
 # CRM (HubSpot's pipeline-independent hs_is_closed_won / hs_is_closed) before anything is recorded.
 RESOLVE_STAGE = "deal_stage"
 MAX_EVENT_ID = 255
-MAX_ID = 2**63 - 1
 MAX_DEAL_VALUE = Decimal("999999999999.99")  # OutcomeLabel.deal_value: 14 digits, 2 decimals
 TRUE_WORDS = {"true", "yes", "1", "y"}
 

@@ -191,7 +191,7 @@ def hubspot_signature_check(*, method: str, uri: str, raw_body: bytes, headers: 
     if not signature:
         raise SignatureRejected(401, "Missing signature.")
     timestamp = (headers.get(HUBSPOT_TIMESTAMP_HEADER) or "").strip()
-    if not timestamp.isdigit():
+    if not (timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= 15):  # ms; absurd values are a 403
         raise SignatureRejected(403, "Missing or malformed signature timestamp.")
     if abs(_now() * 1000 - int(timestamp)) > MAX_SKEW_SECONDS * 1000:
         raise SignatureRejected(403, "Signature timestamp is outside the allowed window.")

@@ -487,8 +487,9 @@ def test_hubspot_signs_the_uri_with_its_listed_escapes_decoded(client):
         ({"secret": "another-app"}, 403),
         ({"timestamp_ms": int(time.time() * 1000) - 6 * 60 * 1000}, 403),
         ({"timestamp_ms": int(time.time())}, 403),  # seconds, not milliseconds
+        ({"timestamp_ms": int("9" * 400)}, 403),  # absurd: refused, not an overflow
     ],
-    ids=["wrong-secret", "stale", "seconds"],
+    ids=["wrong-secret", "stale", "seconds", "absurd"],
 )
 def test_a_hubspot_request_with_a_bad_signature_is_refused(client, signing, status):
     response = post_hubspot(client, [hubspot_event(301, "deal.creation")], **signing)
