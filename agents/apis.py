@@ -10,6 +10,7 @@ from agents.models import Campaign, Lead
 from agents.selectors import lead_list
 from agents.services import campaign_save, lead_create, lead_update, leads_import, leads_parse_csv
 from rex_project.api import OrganizationAPIView, id_field
+from rex_project.schema import PAGE, page_of
 
 MAX_IMPORT_ROWS = 50_000
 
@@ -69,7 +70,9 @@ class LeadListCreateApi(OrganizationAPIView):
         company = serializers.CharField(required=False)
         search = serializers.CharField(required=False)
 
-    @extend_schema(parameters=[LeadFilterSerializer], responses=LeadOutputSerializer(many=True))
+    @extend_schema(
+        operation_id="api_leads_list", parameters=[LeadFilterSerializer, PAGE], responses=page_of(LeadOutputSerializer)
+    )
     def get(self, request):
         filters = self.LeadFilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
@@ -144,7 +147,7 @@ class CampaignSerializer(serializers.ModelSerializer):
 
 
 class CampaignListCreateApi(OrganizationAPIView):
-    @extend_schema(responses=CampaignSerializer(many=True))
+    @extend_schema(operation_id="api_campaigns_list", parameters=[PAGE], responses=page_of(CampaignSerializer))
     def get(self, request):
         paginator = PageNumberPagination()
         page = paginator.paginate_queryset(self.scoped(Campaign.objects.order_by("-created_at")), request, view=self)

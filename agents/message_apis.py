@@ -8,6 +8,7 @@ from rest_framework.response import Response
 from agents.linkedin import linkedin_task_complete
 from agents.models import LinkedInTask, Message
 from rex_project.api import OrganizationAPIView, id_field
+from rex_project.schema import PAGE, page_of
 
 
 class MessageOutputSerializer(serializers.ModelSerializer):
@@ -47,7 +48,11 @@ class MessageListApi(OrganizationAPIView):
         status = serializers.ChoiceField(choices=Message.Status.choices, required=False)
         channel = serializers.ChoiceField(choices=Message.Channel.choices, required=False)
 
-    @extend_schema(parameters=[MessageFilterSerializer], responses=MessageOutputSerializer(many=True))
+    @extend_schema(
+        operation_id="api_messages_list",
+        parameters=[MessageFilterSerializer, PAGE],
+        responses=page_of(MessageOutputSerializer),
+    )
     def get(self, request):
         filters = self.MessageFilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
@@ -69,7 +74,11 @@ class LinkedInTaskListApi(OrganizationAPIView):
             choices=LinkedInTask.Status.choices, required=False, default=LinkedInTask.Status.PENDING
         )
 
-    @extend_schema(parameters=[LinkedInTaskFilterSerializer], responses=LinkedInTaskOutputSerializer(many=True))
+    @extend_schema(
+        operation_id="api_linkedin_tasks_list",
+        parameters=[LinkedInTaskFilterSerializer, PAGE],
+        responses=page_of(LinkedInTaskOutputSerializer),
+    )
     def get(self, request):
         filters = self.LinkedInTaskFilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
