@@ -124,7 +124,9 @@ def test_learns_the_planted_signal_and_stores_its_evaluation(settings, report_fi
     report_figure(f"local policy, planted signal: held-out AUC {metrics['auc']}, log loss {metrics['log_loss']}")
     assert metrics["auc"] >= 0.65 and metrics["split"] == "lead"
     assert 0 < metrics["log_loss"] < 0.5 and 0 < metrics["brier"] < 0.2
-    assert 0.05 < metrics["base_rate"] < 0.15
+    # The planted rate is 12% (a fifth of the data at 40%, the rest at 5%); the held-out leads (~800, chosen by a
+    # hash of their ids, which differ between databases) see it within about ±4 standard errors.
+    assert 0.07 < metrics["base_rate"] < 0.17
     assert abs(metrics["mean_predicted"] - metrics["base_rate"]) < 0.03  # class-balanced weights keep it honest
     assert sum(b["count"] for b in metrics["calibration"]) == metrics["validation_examples"]
     version.refresh_from_db()
