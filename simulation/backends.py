@@ -110,7 +110,6 @@ class InlineBackend:
             "OPENAI_API_KEY": "",
             "SCRAPER_WEBSITE_ENABLED": False,
             "DNS_NAMESERVERS": [nameserver],
-            "TRAINING_SETTLE_HOURS": 0,  # see child_env
         }
 
     def start(self, *, token: str, credentials, nameserver: str) -> None:

@@ -138,6 +138,8 @@ class Simulation:
         credentials = Credentials.generate()
         with serving(dns_zone(world)) as nameserver:
             overrides = self.backend.settings_overrides(credentials=credentials, nameserver=nameserver)
+            # This process runs the weekly cycle: a simulated week is minutes long, all of it is settled.
+            overrides["TRAINING_SETTLE_HOURS"] = 0
             # A run that is not kept happens in one transaction, rolled back at the end: nothing stays behind.
             with override_settings(**overrides), nullcontext() if self.keep else transaction.atomic():
                 try:
