@@ -63,6 +63,20 @@ def inbox_date_parse(value: str) -> datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
+# The address in angle brackets of a From header parseaddr gives up on (an unquoted comma in the name:
+# "Ann Lee, PhD <ann@acme.io>" is not RFC 5322, and mail clients still send it).
+_BRACKETED_ADDRESS = re.compile(r"<\s*([^<>\s@]+@[^<>\s@]+)\s*>")
+
+
+def address_of(value: str) -> str:
+    """The email address of a From value, also when its display name is malformed; "" when there is none."""
+    address = parseaddr(value)[1].strip()
+    if "@" in address:
+        return address
+    bracketed = _BRACKETED_ADDRESS.findall(value)
+    return bracketed[-1] if bracketed else ""
+
+
 def _is_string_list(value) -> bool:
     return isinstance(value, str) or (isinstance(value, list) and all(isinstance(item, str) for item in value))
 
@@ -76,7 +90,7 @@ def _check_required(message: dict, index: int) -> None:
     sender = message.get("from")
     if not isinstance(sender, str) or not sender.strip():
         raise _bad(index, "from", "is required")
-    if "@" not in parseaddr(sender)[1]:
+    if "@" not in address_of(sender):
         raise _bad(index, "from", "is not an email address")
     if not isinstance(message.get("text"), str):
         raise _bad(index, "text", "is required (a string, may be empty)")
@@ -193,7 +207,7 @@ def _address_outcome(sender: str, recipients: set[str]) -> OutcomeLabel | None:
 
 
 def _sender(payload: dict) -> str:
-    return parseaddr(str(payload.get("from") or ""))[1].strip().lower()
+    return address_of(str(payload.get("from") or "")).lower()
 
 
 def _recipients(payload: dict) -> set[str]:

@@ -201,6 +201,17 @@ def test_matched_by_address_to_the_most_recent_sent_email(post_inbox):
     assert only_event().organization_id == latest.organization_id
 
 
+def test_a_from_header_with_an_unquoted_comma_in_the_name_is_still_read(post_inbox):
+    """ "Maya Patel, PhD <maya@…>" is not RFC 5322 (the comma needs quotes) but mail clients send it."""
+    latest = sent_outcome(rfc_message_id="<b@rex>")
+
+    response = post_inbox(inbound(in_reply_to=None, references=None, **{"from": f"Maya Patel, PhD <{LEAD_EMAIL}>"}))
+
+    assert response.status_code == 200
+    latest.refresh_from_db()
+    assert latest.replied
+
+
 def test_by_address_the_email_sent_from_the_mailbox_replied_to_wins(post_inbox):
     ours = sent_outcome(rfc_message_id="<a@rex>", sent_at=timezone.now() - timedelta(days=9))
     other_org = sent_outcome(rfc_message_id="<b@rex>", sent_at=timezone.now() - timedelta(days=1))
