@@ -21,6 +21,11 @@ from .models import ModelVersion, PromotionDecision, TrainingRun
 from .promotion import promote_ab_test_winner
 
 
+def _deploy(version: ModelVersion, *, traffic_percentage: float, role: str) -> None:
+    registry.model_servable_check(version=version)  # as the API does: never deploy a model that cannot serve
+    registry.model_deploy(version=version, traffic_percentage=traffic_percentage, role=role)
+
+
 @admin.register(ModelVersion)
 class ModelVersionAdmin(admin.ModelAdmin):
     list_display = (
@@ -87,7 +92,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
         self._each(
             request,
             queryset,
-            lambda v: registry.model_deploy(version=v, traffic_percentage=10.0, role=ModelVersion.Role.CHALLENGER),
+            lambda v: _deploy(v, traffic_percentage=10.0, role=ModelVersion.Role.CHALLENGER),
             "Deployed as challenger",
         )
 
@@ -96,7 +101,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
         self._each(
             request,
             queryset,
-            lambda v: registry.model_deploy(version=v, traffic_percentage=100.0, role=ModelVersion.Role.CHAMPION),
+            lambda v: _deploy(v, traffic_percentage=100.0, role=ModelVersion.Role.CHAMPION),
             "Deployed as champion",
         )
 

@@ -16,7 +16,6 @@ What a caller who is not staff sees (the runs and versions belong to no organiza
 import re
 from dataclasses import dataclass
 
-from django.core.exceptions import ValidationError
 from django.db.models import Count, Q
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
@@ -428,22 +427,6 @@ class ModelListApi(TrainingAPIView):
         return Response({"results": ModelVersionSerializer(versions, many=True, context=context).data})
 
 
-def _check_loadable(version: ModelVersion) -> None:
-    """A local policy whose artifact does not load would serve nothing: every lead of its arm would silently fall
-    back. Checked with the personalizer's own loader; what the registry refuses anyway (a failed version, no
-    artifact) is left to it, so its reason is the one given."""
-    if version.kind != ModelVersion.Kind.POLICY or version.backend != ModelVersion.Backend.LOCAL:
-        return
-    if version.status not in registry.DEPLOYABLE or not version.artifact_path:
-        return
-    from training.policy import PolicyModel  # scikit-learn: loaded only where a policy is
-
-    try:
-        PolicyModel.load(version)
-    except Exception as exc:  # PolicyUnavailable, or whatever a damaged joblib file raises
-        raise ValidationError({"version": f"The policy artifact cannot be loaded: {exc}"}) from exc
-
-
 class ModelDeployApi(TrainingAPIView):
     class ModelDeployInputSerializer(serializers.Serializer):
         traffic_percentage = serializers.FloatField(
@@ -475,7 +458,7 @@ class ModelDeployApi(TrainingAPIView):
         # challenger: a 400 naming why. A policy whose artifact does not load is refused here, before any write.
         traffic = serializer.validated_data["traffic_percentage"]
         role = ModelVersion.Role.CHAMPION if traffic >= 100 else ModelVersion.Role.CHALLENGER
-        _check_loadable(version)
+        registry.model_servable_check(version=version)
         registry.model_deploy(version=version, traffic_percentage=traffic, role=role)
         version.refresh_from_db()
         return Response(ModelVersionSerializer(version, context=_context(_scope(request), [version])).data)

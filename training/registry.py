@@ -186,6 +186,22 @@ def _on_change() -> None:
     transaction.on_commit(_deployments_changed)
 
 
+def model_servable_check(*, version: ModelVersion) -> None:
+    """A local policy whose artifact does not load would serve nothing: every lead of its arm would silently fall
+    back. Checked with the personalizer's own loader; what the registry refuses anyway (a failed version, no
+    artifact) is left to it, so its reason is the one given."""
+    if version.kind != ModelVersion.Kind.POLICY or version.backend != ModelVersion.Backend.LOCAL:
+        return
+    if version.status not in DEPLOYABLE or not version.artifact_path:
+        return
+    from training.policy import PolicyModel  # scikit-learn: loaded only where a policy is
+
+    try:
+        PolicyModel.load(version)
+    except Exception as exc:  # PolicyUnavailable, or whatever a damaged joblib file raises
+        raise ValidationError({"version": f"The policy artifact cannot be loaded: {exc}"}) from exc
+
+
 def model_deploy(*, version: ModelVersion, role: str, traffic_percentage: float | None = None) -> ModelVersion:
     """Serve ``version`` as the kind's champion or as a challenger with ``traffic_percentage`` of the leads.
 

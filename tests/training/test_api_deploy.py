@@ -116,3 +116,19 @@ def test_what_cannot_serve_at_all_is_refused_with_the_registrys_reason(staff_cli
 
     assert refused.status_code == 400 and "failed" in refused.json()["version"][0]
     assert empty.status_code == 400 and "artifact_path" in empty.json()["version"][0]
+
+
+def test_the_admin_deploy_action_refuses_an_artifact_that_does_not_load_too(client):
+    broken = _policy(_artifact("broken.joblib", b"not a joblib file"))
+    admin = MembershipFactory(user__is_staff=True, user__is_superuser=True).user
+    client.force_login(admin)
+
+    response = client.post(
+        "/admin/training/modelversion/",
+        {"action": "deploy_as_champion", "_selected_action": [broken.pk]},
+        follow=True,
+    )
+
+    assert response.status_code == 200
+    assert "cannot be loaded" in response.content.decode()
+    assert _state(broken)[0] != ModelVersion.Status.DEPLOYED
