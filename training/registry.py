@@ -301,17 +301,11 @@ def attributed_to(version: ModelVersion) -> Q:
     return scope
 
 
-def _aggregates(prefix: str, scope: Q | None = None) -> dict:
-    """Counts (and revenue) as aggregate expressions, each limited to ``scope`` when given."""
-
-    def within(condition: Q | None) -> Q | None:
-        if scope is None:
-            return condition
-        return scope if condition is None else scope & condition
-
-    aggregates = {f"{prefix}messages": Count("id", filter=within(None))}
-    aggregates.update({f"{prefix}{name}": Count("id", filter=within(condition)) for name, condition in COUNTS.items()})
-    aggregates[f"{prefix}revenue"] = Sum("deal_value", filter=within(Q(deal_closed=True)))
+def _aggregates() -> dict:
+    """Counts (and revenue) as aggregate expressions."""
+    aggregates = {"messages": Count("id")}
+    aggregates.update({name: Count("id", filter=condition) for name, condition in COUNTS.items()})
+    aggregates["revenue"] = Sum("deal_value", filter=Q(deal_closed=True))
     return aggregates
 
 
@@ -329,10 +323,6 @@ def _figures(counts: dict) -> dict:
     return figures
 
 
-def _champion_of(kind: str) -> ModelVersion | None:
-    return ModelVersion.objects.filter(kind=kind, ab_role=Role.CHAMPION, status=Status.DEPLOYED).first()
-
-
 def _versus(figures: dict, champion: ModelVersion, theirs: dict) -> dict:
     """Absolute rate differences against the champion's figures (0.02 = two points better)."""
     return {
@@ -343,39 +333,28 @@ def _versus(figures: dict, champion: ModelVersion, theirs: dict) -> dict:
     }
 
 
-def performance_rollup(*, version: ModelVersion) -> dict:
-    """Roll the version's outcome labels up (one query, the champion's figures alongside) into ``performance``.
-
-    Deltas against the champion are absolute rate differences (0.02 = two points better); they are absent
-    when the version is the champion or there is none.
-    """
-    champion = _champion_of(version.kind)
-    if champion is not None and champion.pk == version.pk:
-        champion = None
-    scope, aggregates = attributed_to(version), _aggregates("v_", attributed_to(version))
-    if champion is not None:
-        scope |= attributed_to(champion)
-        aggregates.update(_aggregates("c_", attributed_to(champion)))
-    row = OutcomeLabel.objects.filter(scope).aggregate(**aggregates)
-    figures = _figures({key[2:]: value for key, value in row.items() if key.startswith("v_")})
-    figures["vs_champion"] = None
-    if champion is not None:
-        theirs = _figures({key[2:]: value for key, value in row.items() if key.startswith("c_")})
-        figures["vs_champion"] = _versus(figures, champion, theirs)
-    figures["rolled_up_at"] = timezone.now().isoformat()
+def _store(version: ModelVersion, figures: dict) -> dict:
+    figures = {**figures, "rolled_up_at": timezone.now().isoformat()}
     ModelVersion.objects.filter(pk=version.pk).update(performance=figures)
     version.performance = figures
     return figures
+
+
+def performance_rollup(*, version: ModelVersion) -> dict:
+    """Roll the version's outcome labels (every organization's) up into ``performance``, with its deltas against
+    the champion (``performance_by_version``; absent when it is the champion or there is none)."""
+    return _store(version, performance_by_version([version])[version.pk])
 
 
 def performance_refresh_deployed() -> dict[int, dict]:
     """Roll up every deployed version's performance (all organizations) into ``ModelVersion.performance``.
 
     Run at the end of the daily promotion check (training/tasks.py), after the promotions, so the deltas are
-    against the champion that now serves. A handful of versions, one query each.
+    against the champion that now serves. One grouped query per kind.
     """
-    deployed = ModelVersion.objects.filter(status=Status.DEPLOYED).order_by("kind", "id")
-    return {version.pk: performance_rollup(version=version) for version in deployed}
+    deployed = list(ModelVersion.objects.filter(status=Status.DEPLOYED).order_by("kind", "id"))
+    figures = performance_by_version(deployed)
+    return {version.pk: _store(version, figures[version.pk]) for version in deployed}
 
 
 def _no_counts() -> dict:
@@ -391,7 +370,7 @@ def _counts_by_version(kind: str, ids: list[int], *, organization_id: int | None
     labels = OutcomeLabel.objects.all()
     if organization_id is not None:
         labels = labels.filter(organization_id=organization_id)
-    rows = labels.annotate(arm=arm).filter(arm__in=ids).values("arm").annotate(**_aggregates("")).order_by()
+    rows = labels.annotate(arm=arm).filter(arm__in=ids).values("arm").annotate(**_aggregates()).order_by()
     return {row.pop("arm"): row for row in rows}
 
 
